@@ -1,0 +1,99 @@
+"""Validation of user-facing config values, where they enter.
+
+Every check raises :class:`ConfigError`, whose message names the key, the value given and
+what is allowed. Objects built from a config group are built through :func:`build`, which
+prefixes the group's path to the key, so ``num_heads`` inside ``model.student`` is reported
+as ``model.student.num_heads``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed. ``key`` is the dotted path to the value."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r}: {allowed}")
+
+    def under(self, prefix: str) -> ConfigError:
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
+
+
+def check_number(
+    key: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float after checking it is a finite number in the interval."""
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+    allowed = "must be a number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (
+        f" {hi}" if hi else ""
+    )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(key, value, allowed)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ConfigError(key, value, allowed)
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ConfigError(key, value, allowed)
+    return float(value)
+
+
+def check_int(key: str, value: Any, *, low: int | None = None) -> int:
+    """Return ``value`` after checking it is an integer (not a bool) >= ``low``."""
+    allowed = "must be an integer" + (f" >= {low}" if low is not None else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, value, allowed)
+    if low is not None and value < low:
+        raise ConfigError(key, value, allowed)
+    return value
+
+
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> Any:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(key, value, f"must be one of {', '.join(map(str, choices))}")
+    return value
+
+
+@contextmanager
+def section(prefix: str) -> Iterator[None]:
+    """Report ConfigErrors raised inside the block under ``prefix`` (e.g. ``optimizer``)."""
+    try:
+        yield
+    except ConfigError as err:
+        raise err.under(prefix) from None
+
+
+def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that reports config errors with their full key path.
+
+    Hydra wraps exceptions raised by a ``_target_`` in InstantiationException; a
+    ConfigError underneath is unwrapped so the user sees one line, not a traceback.
+    """
+    try:
+        return instantiate(node, **kwargs)
+    except ConfigError as err:
+        raise err.under(section) from None
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause.under(section) from None
+        if isinstance(cause, TypeError):
+            # Usually a key the target does not accept, or a value of the wrong type.
+            raise ConfigError(section, "...", f"cannot build {node.get('_target_')}: {cause}") from None
+        raise

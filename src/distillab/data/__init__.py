@@ -1,0 +1,6 @@
+"""Data sets as LightningDataModules whose batches are ``{"inputs", "labels", "index"}`` dicts."""
+
+from distillab.data.digits import DigitsDataModule
+from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
+
+__all__ = ["DigitsDataModule", "IndexedTensorDataset", "TensorDataModule"]

@@ -1,0 +1,1 @@
+"""Metrics, and the run report (metrics.json, report.md, console table)."""

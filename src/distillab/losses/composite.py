@@ -1,0 +1,46 @@
+"""A weighted sum of loss terms that also returns each term, for ``train/loss/<name>``.
+
+    L = sum_i w_i * L_i(student_out, teacher_out, batch)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from distillab.config import check_number
+from distillab.models.output import ModelOutput
+
+
+@dataclass
+class LossResult:
+    total: Tensor
+    parts: dict[str, Tensor]
+
+
+class CompositeLoss(nn.Module):
+    """Sums ``weights[name] * terms[name](...)``.
+
+    ``needs`` is the union of what the terms ask of the models (``hidden_states``,
+    ``attentions``), so models compute only what some term reads. Terms with learned
+    parameters (projections) are submodules here and so are optimised with the student.
+    """
+
+    def __init__(self, terms: dict[str, nn.Module], weights: dict[str, float]):
+        super().__init__()
+        if set(terms) != set(weights):
+            raise ValueError(f"terms {sorted(terms)} and weights {sorted(weights)} must name the same terms")
+        self.terms = nn.ModuleDict(terms)
+        self.weights = {k: check_number(f"weights.{k}", w, low=0) for k, w in weights.items()}
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset().union(*(getattr(t, "needs", frozenset()) for t in self.terms.values()))
+
+    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> LossResult:
+        parts = {name: term(student_out, teacher_out, batch) for name, term in self.terms.items()}
+        total = torch.stack([self.weights[name] * value for name, value in parts.items()]).sum()
+        return LossResult(total, parts)

@@ -1,0 +1,46 @@
+"""BERT classifiers over token ids (HF ``BertForSequenceClassification``), Devlin et al. 2019."""
+
+from __future__ import annotations
+
+from transformers import BertConfig, BertForSequenceClassification
+
+from distillab.config import check_int
+from distillab.models.encoder_shape import check_encoder_shape
+from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import load_pretrained
+
+
+def build_bert(
+    num_labels: int,
+    vocab_size: int,
+    max_length: int,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 512,
+    dropout: float = 0.1,
+    attn_implementation: str = "sdpa",
+    pretrained: str | None = None,
+) -> TransformerClassifier:
+    """A BERT from shape keys, or from a local pretrained folder when ``pretrained`` is set.
+
+    ``num_labels``, ``vocab_size`` and ``max_length`` come from the data module.
+    """
+    if pretrained:
+        return load_pretrained(pretrained, num_labels, "input_ids")
+    check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
+    check_int("vocab_size", vocab_size, low=2)
+    check_int("max_length", max_length, low=1)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_length,
+        num_labels=num_labels,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    config._attn_implementation = attn_implementation
+    return TransformerClassifier(BertForSequenceClassification(config), "input_ids")

@@ -1,0 +1,59 @@
+"""The one interface every loss, teacher and module sees: :class:`ModelOutput`.
+
+Logits are [batch, classes] for classifiers and [batch, seq, vocab] for language models.
+Hidden states (embeddings first) and attentions (post-softmax) are computed only when a
+caller asks for them, because both cost memory and, for attentions, a slower kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelOutput:
+    logits: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+class TransformerClassifier(nn.Module):
+    """Adapter from an HF model to :class:`ModelOutput`.
+
+    ``inputs`` is a tensor (passed as ``input_name``, e.g. ``pixel_values``) or a dict of
+    tensors passed as keyword arguments (``input_ids``, ``attention_mask``).
+    """
+
+    def __init__(self, model: PreTrainedModel, input_name: str):
+        super().__init__()
+        self.model = model
+        self.input_name = input_name
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _use_eager_attention(self) -> None:
+        # SDPA kernels do not return attention maps; switch once, the first time they are asked.
+        if self.model.config._attn_implementation != "eager":
+            log.info("switching %s to eager attention to return attention maps", type(self.model).__name__)
+            self.model.set_attn_implementation("eager")
+
+    def forward(
+        self, inputs: Tensor | dict[str, Tensor], hidden_states: bool = False, attentions: bool = False
+    ) -> ModelOutput:
+        kwargs = dict(inputs) if isinstance(inputs, dict) else {self.input_name: inputs}
+        if attentions:
+            self._use_eager_attention()
+        out = self.model(**kwargs, output_hidden_states=hidden_states, output_attentions=attentions)
+        return ModelOutput(
+            logits=out.logits,
+            hidden_states=tuple(out.hidden_states) if hidden_states else None,
+            attentions=tuple(out.attentions) if attentions else None,
+        )

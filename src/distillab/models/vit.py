@@ -1,0 +1,49 @@
+"""Vision Transformer classifiers (HF ``ViTForImageClassification``), Dosovitskiy et al. 2021."""
+
+from __future__ import annotations
+
+from transformers import ViTConfig, ViTForImageClassification
+
+from distillab.config import ConfigError, check_int
+from distillab.models.encoder_shape import check_encoder_shape
+from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import load_pretrained
+
+
+def build_vit(
+    num_labels: int,
+    image_size: int,
+    num_channels: int,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int = 128,
+    patch_size: int = 2,
+    dropout: float = 0.0,
+    attn_implementation: str = "sdpa",
+    pretrained: str | None = None,
+) -> TransformerClassifier:
+    """A ViT from shape keys, or from a local pretrained folder when ``pretrained`` is set.
+
+    ``num_labels``, ``image_size`` and ``num_channels`` come from the data module.
+    """
+    if pretrained:
+        return load_pretrained(pretrained, num_labels, "pixel_values")
+    check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
+    check_int("patch_size", patch_size, low=1)
+    if image_size % patch_size:
+        raise ConfigError("patch_size", patch_size, f"must divide the data's image_size={image_size}")
+    config = ViTConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=num_channels,
+        num_labels=num_labels,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    config._attn_implementation = attn_implementation
+    return TransformerClassifier(ViTForImageClassification(config), "pixel_values")

@@ -1,0 +1,70 @@
+"""Offline distillation: a frozen teacher, a student trained with a composite loss."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from torch import nn
+from torchmetrics import MeanMetric
+
+from distillab.losses.composite import CompositeLoss, LossResult
+from distillab.models.output import ModelOutput, TransformerClassifier
+from distillab.modules.classifier import ClassifierModule
+from distillab.modules.optim import OptimizerConfig
+from distillab.teachers.frozen import FrozenTeacher
+
+
+class DistillationModule(ClassifierModule):
+    """Trains ``student`` (``self.model``) with ``loss(student_out, teacher_out, batch)``.
+
+    Also logs teacher-student top-1 agreement on val and test. The teacher is not part of
+    the checkpoint: it is frozen, stored elsewhere, and would only make checkpoints large.
+    """
+
+    def __init__(
+        self,
+        student: TransformerClassifier,
+        teacher: FrozenTeacher,
+        loss: CompositeLoss,
+        num_classes: int,
+        optimizer: OptimizerConfig | None = None,
+    ):
+        super().__init__(student, num_classes, optimizer)
+        self.teacher = teacher
+        self.loss = loss
+        self.val_agreement = MeanMetric()
+        self.test_agreement = MeanMetric()
+
+    def _outputs_needed(self) -> dict[str, bool]:
+        return {"hidden_states": "hidden_states" in self.loss.needs, "attentions": "attentions" in self.loss.needs}
+
+    def training_loss(self, batch: dict[str, Any]) -> LossResult:
+        needs = self._outputs_needed()
+        student_out = self.model(batch["inputs"], **needs)
+        teacher_out = self.teacher(batch["inputs"], **needs)
+        return self.loss(student_out, teacher_out, batch)
+
+    def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
+        out = super().evaluate(batch, split)
+        teacher_logits = self.teacher(batch["inputs"]).logits
+        agreement = self.val_agreement if split == "val" else self.test_agreement
+        agreement.update((out.logits.argmax(-1) == teacher_logits.argmax(-1)).float())
+        self.log(f"{split}/agreement", agreement, batch_size=len(batch["labels"]))
+        return out
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        # The loss may own learned projections (student width -> teacher width).
+        return itertools.chain(self.model.parameters(), self.loss.parameters())
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("teacher.")}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not k.startswith("teacher.")]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"checkpoint does not match the student: missing {missing}, unexpected {result.unexpected_keys}")
+        return result

@@ -1,0 +1,42 @@
+"""AdamW with linear warm-up and cosine decay, the schedule every module uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from distillab.config import check_number
+
+
+@dataclass
+class OptimizerConfig:
+    """Keys of ``optimizer`` (student) and ``teacher.optimizer``."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.lr = check_number("lr", self.lr, low=0, low_open=True)
+        self.weight_decay = check_number("weight_decay", self.weight_decay, low=0)
+        self.warmup_ratio = check_number("warmup_ratio", self.warmup_ratio, low=0, high=1, high_open=True)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """LR factor: linear from 0 to 1 over the warm-up, then cosine from 1 to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(params: Iterable[nn.Parameter], config: OptimizerConfig, total_steps: int) -> dict:
+    """Lightning's ``configure_optimizers`` dict, the scheduler stepping every batch."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = int(config.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
