@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -14,6 +15,10 @@ from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
 from distillab.teachers.frozen import FrozenTeacher
+
+# Lightning warns about sub-modules in eval mode at the start of fit; the frozen teacher is
+# in eval mode on purpose.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class DistillationModule(ClassifierModule):

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny models and data, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distillab.data import DigitsDataModule
+from distillab.models import build_vit
+
+# Small enough that one epoch over digits takes about a second on 2 cores.
+TINY_TEACHER = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, patch_size=2)
+TINY_STUDENT = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, patch_size=4)
+TINY_OVERRIDES = [
+    "teacher.max_epochs=2",
+    "trainer.max_epochs=2",
+    *(f"model.teacher.{k}={v}" for k, v in TINY_TEACHER.items()),
+    *(f"model.student.{k}={v}" for k, v in TINY_STUDENT.items()),
+    "callbacks.progress_bar.refresh_rate=1000",
+]
+
+
+@pytest.fixture
+def digits() -> DigitsDataModule:
+    dm = DigitsDataModule(batch_size=64)
+    dm.setup()
+    return dm
+
+
+@pytest.fixture
+def tiny_vit(digits):
+    def make(**shape):
+        return build_vit(**digits.model_kwargs, **{**TINY_TEACHER, **shape})
+
+    return make
+
+
+class CLIResult:
+    def __init__(self, proc: subprocess.CompletedProcess, run_dir: Path):
+        self.returncode, self.stdout, self.stderr, self.run_dir = proc.returncode, proc.stdout, proc.stderr, run_dir
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run ``distillab`` in a subprocess with its outputs and teacher store under tmp_path."""
+    counter = {"n": 0}
+
+    def run(*args: str, tiny: bool = True, teachers_dir: Path | None = None, multirun: bool = False) -> CLIResult:
+        counter["n"] += 1
+        run_dir = tmp_path / f"run{counter['n']}"
+        dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []), *args,
+               f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}",
+               *(TINY_OVERRIDES if tiny else [])]
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        return CLIResult(proc, run_dir)
+
+    return run

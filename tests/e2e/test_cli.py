@@ -1,0 +1,104 @@
+"""The real CLI on tiny configs: the demo, reproducibility, the teacher store, sweeps, stages."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+METRICS = {"acc", "f1", "precision", "recall"}
+
+
+def strip_timings(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("seconds", "git_commit")}
+
+
+def test_demo_writes_every_output(cli):
+    result = cli("experiment=digits_kd")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert METRICS <= set(m["teacher"]["test"]) and METRICS | {"agreement"} <= set(m["student"]["test"])
+    assert METRICS <= set(m["baseline"]["test"])
+    assert m["student"]["params"] < m["teacher"]["params"] and m["teacher"]["params"] > 0
+    assert m["retention"] == pytest.approx(m["student"]["test"]["acc"] / m["teacher"]["test"]["acc"])
+    assert m["teacher"]["source"] == "trained"
+    run = result.run_dir
+    assert (run / "config.yaml").is_file() and (run / "report.md").is_file()
+    assert "| student |" in (run / "report.md").read_text()
+    for role in ("teacher", "student", "baseline"):
+        assert (run / "checkpoints" / role / "best.ckpt").is_file()
+        assert (run / "checkpoints" / role / "last.ckpt").is_file()
+        assert list((run / "tensorboard" / role).glob("events.out.tfevents.*"))
+    # the console ends with the summary table
+    tail = result.stdout[-2000:]
+    assert "teacher" in tail and "student" in tail and "baseline" in tail and "retention" in tail
+
+
+def test_same_seed_same_metrics_and_damaged_store_entry_is_retrained(cli, tmp_path):
+    first = cli("experiment=digits_kd", "baseline=false")
+    assert first.returncode == 0, first.stderr[-3000:]
+    key = first.metrics["teacher"]["store_key"]
+    weights = tmp_path / "teachers" / key / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:100])  # a run killed while writing, or a bad disk
+
+    second = cli("experiment=digits_kd", "baseline=false")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.metrics["teacher"]["source"] == "trained"
+    assert strip_timings(second.metrics) == strip_timings(first.metrics)
+
+    third = cli("experiment=digits_kd", "baseline=false")  # reuses the intact entry
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.metrics["teacher"]["source"] == "store"
+    assert third.metrics["student"] == first.metrics["student"]
+
+
+def test_multirun_trains_the_teacher_once(cli, tmp_path):
+    result = cli("experiment=digits_kd", "loss.temperature=1,4", "loss.alpha=0.5,0.9", "baseline=false",
+                 multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(result.run_dir.glob("*/metrics.json"))
+    assert len(runs) == 4
+    sources = sorted(json.loads(p.read_text())["teacher"]["source"] for p in runs)
+    assert sources == ["store", "store", "store", "trained"]
+    assert len([p for p in (tmp_path / "teachers").iterdir() if not p.name.startswith(".")]) == 1
+    configs = {(json.loads(p.read_text())["student"]["test"]["acc"], p.parent.name) for p in runs}
+    assert len(configs) == 4
+
+
+def test_stage_teacher_then_distill_from_its_checkpoint_then_baseline(cli, tmp_path):
+    teacher = cli("experiment=digits_kd", "stage=teacher")
+    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    assert set(teacher.metrics) >= {"teacher"} and "student" not in teacher.metrics
+    ckpt = teacher.run_dir / "checkpoints" / "teacher" / "best.ckpt"
+    distill = cli("experiment=digits_kd", "stage=distill", f"teacher.ckpt_path={ckpt}",
+                  teachers_dir=tmp_path / "empty_store")
+    assert distill.returncode == 0, distill.stderr[-3000:]
+    m = distill.metrics
+    assert m["teacher"]["source"] == "checkpoint" and "student" in m and "baseline" not in m
+    assert m["teacher"]["test"]["acc"] == pytest.approx(teacher.metrics["teacher"]["test"]["acc"])
+    assert not (tmp_path / "empty_store").exists()
+    baseline = cli("experiment=digits_kd", "stage=baseline")
+    assert baseline.returncode == 0, baseline.stderr[-3000:]
+    assert set(baseline.metrics) & {"teacher", "student", "baseline"} == {"baseline"}
+
+
+BAD_INPUTS = [
+    (["loss.temperature=0"], "loss.temperature"),
+    (["loss.alpha=1.5"], "loss.alpha"),
+    (["loss.alpha=abc"], "loss.alpha"),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs"),
+    (["model.student.num_heads=5"], "model.student.num_heads"),
+    (["stage=distill", "teacher.ckpt_path=/nonexistent/teacher.ckpt"], "teacher.ckpt_path"),
+    (["stage=fly"], "stage"),
+    (["data=unknown_data"], "data"),
+    (["optimizer.lr=-1"], "optimizer.lr"),
+]
+
+
+@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_error(cli, tmp_path, overrides, key):
+    result = cli("experiment=digits_kd", *overrides, tiny=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert key in result.stderr
+    assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"

@@ -1,0 +1,65 @@
+"""LightningModules on real digits with tiny models: fast_dev_run, a frozen teacher, checkpoints."""
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+from distillab.losses import HintonKD
+from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
+from distillab.teachers import FrozenTeacher
+
+
+def trainer(**kwargs) -> L.Trainer:
+    defaults = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                    enable_checkpointing=False)
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def test_classifier_fast_dev_run(digits, tiny_vit):
+    module = ClassifierModule(tiny_vit(), digits.num_classes)
+    t = trainer(fast_dev_run=True)
+    t.fit(module, datamodule=digits)
+    assert {"train/loss", "train/loss/ce", "val/acc", "val/f1", "val/precision", "val/recall"} <= set(t.logged_metrics)
+
+
+def test_distiller_fast_dev_run_logs_loss_parts_and_agreement(digits, tiny_vit):
+    module = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(4.0, 0.5),
+                                digits.num_classes)
+    t = trainer(fast_dev_run=True)
+    t.fit(module, datamodule=digits)
+    assert {"train/loss", "train/loss/kd", "train/loss/ce", "val/acc", "val/agreement"} <= set(t.logged_metrics)
+    results = t.test(module, datamodule=digits, verbose=False)[0]
+    assert 0.0 <= results["test/agreement"] <= 1.0 and "test/f1" in results
+
+
+def test_distillation_leaves_the_teacher_unchanged_and_in_eval_mode(digits, tiny_vit):
+    teacher_model = tiny_vit(dropout=0.3)  # dropout makes an accidental train() visible
+    before = copy.deepcopy(teacher_model.state_dict())
+    student = tiny_vit(hidden_size=16)
+    student_before = copy.deepcopy(student.state_dict())
+    module = DistillationModule(student, FrozenTeacher(teacher_model), HintonKD(4.0, 0.9), digits.num_classes,
+                                OptimizerConfig(lr=1e-2))
+    trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=1).fit(module, datamodule=digits)
+    assert not module.teacher.training and not teacher_model.training
+    assert all(not p.requires_grad for p in teacher_model.parameters())
+    for name, value in teacher_model.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
+    changed = [n for n, v in student.state_dict().items() if not torch.equal(v, student_before[n])]
+    assert changed, "the student did not learn"
+
+
+def test_checkpoint_holds_the_student_not_the_teacher(digits, tiny_vit, tmp_path):
+    module = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(), digits.num_classes)
+    t = trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, enable_checkpointing=True,
+                default_root_dir=tmp_path)
+    t.fit(module, datamodule=digits)
+    t.save_checkpoint(tmp_path / "x.ckpt")
+    state = torch.load(tmp_path / "x.ckpt", weights_only=False)["state_dict"]
+    assert any(k.startswith("model.") for k in state)
+    assert not any(k.startswith("teacher.") for k in state)
+    fresh = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(), digits.num_classes)
+    fresh.load_state_dict(state)  # strict about the student, silent about the teacher
+    with pytest.raises(RuntimeError, match="does not match the student"):
+        fresh.load_state_dict({k: v for k, v in state.items() if "classifier" not in k})

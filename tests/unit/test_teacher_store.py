@@ -1,0 +1,51 @@
+"""The teacher store: atomic entries, damaged entries detected and removed, clear load errors."""
+
+import pytest
+import torch
+
+from distillab.config import ConfigError
+from distillab.teachers import TeacherStore, load_teacher_weights
+from distillab.teachers.store import teacher_key
+
+
+def test_key_is_stable_and_sensitive():
+    a = {"model": {"hidden_size": 32}, "seed": 1}
+    assert teacher_key(a) == teacher_key({"seed": 1, "model": {"hidden_size": 32}})
+    assert teacher_key(a) != teacher_key({"model": {"hidden_size": 32}, "seed": 2})
+
+
+def test_round_trip(tmp_path, tiny_vit):
+    store, model = TeacherStore(tmp_path), tiny_vit()
+    assert store.lookup("k") is None
+    entry = store.save("k", model, {"a": 1}, {"test": {"acc": 0.5}})
+    assert store.lookup("k") == entry and store.metrics("k")["test"]["acc"] == 0.5
+    assert not list(tmp_path.glob(".tmp-*"))
+    other = tiny_vit()
+    load_teacher_weights(other, entry)
+    for p, q in zip(model.parameters(), other.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+@pytest.mark.parametrize("damage", ["truncate_weights", "drop_manifest"])
+def test_damaged_entry_is_removed(tmp_path, tiny_vit, damage):
+    store = TeacherStore(tmp_path)
+    entry = store.save("k", tiny_vit(), {}, {"test": {}})
+    if damage == "truncate_weights":
+        data = (entry / "weights.pt").read_bytes()
+        (entry / "weights.pt").write_bytes(data[: len(data) // 2])
+    else:
+        (entry / "manifest.json").unlink()
+    assert store.lookup("k") is None
+    assert not entry.exists()
+
+
+def test_load_errors_name_the_key(tmp_path, tiny_vit):
+    with pytest.raises(ConfigError, match="teacher.ckpt_path") as err:
+        load_teacher_weights(tiny_vit(), tmp_path / "missing.ckpt")
+    assert "no such file" in str(err.value)
+    entry = TeacherStore(tmp_path).save("k", tiny_vit(), {}, {"test": {}})
+    with pytest.raises(ConfigError, match="does not match"):
+        load_teacher_weights(tiny_vit(hidden_size=64), entry)
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable"):
+        load_teacher_weights(tiny_vit(), tmp_path / "junk.pt")
