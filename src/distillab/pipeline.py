@@ -67,6 +67,8 @@ def fit_and_test(
         for name, node in (cfg.get("callbacks") or {}).items()
     ]
     logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=logger,
                     default_root_dir=str(run_dir))
     log.info("training %s for %d epochs", role, max_epochs)
