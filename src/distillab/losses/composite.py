@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import check_number
-from distillab.models.output import ModelOutput
+from distillab.config import check_number, section
+from distillab.models.output import EncoderShape, ModelOutput
 
 
 @dataclass
@@ -39,6 +39,14 @@ class CompositeLoss(nn.Module):
     @property
     def needs(self) -> frozenset[str]:
         return frozenset().union(*(getattr(t, "needs", frozenset()) for t in self.terms.values()))
+
+    def setup(self, student: EncoderShape, teachers: list[EncoderShape]) -> None:
+        """Let terms that map layers or project widths see both models' shapes (before the
+        optimizer is built, so that new projections are optimised with the student)."""
+        for name, term in self.terms.items():
+            if hasattr(term, "setup"):
+                with section(f"terms.{name}"):
+                    term.setup(student, teachers)
 
     def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> LossResult:
         parts = {name: term(student_out, teacher_out, batch) for name, term in self.terms.items()}

@@ -1,4 +1,4 @@
-"""Logit losses: cross-entropy and Hinton knowledge distillation.
+"""Logit losses: cross-entropy, Hinton KD, soft-target cross-entropy, logit MSE.
 
 Logits are [..., classes]: [batch, classes] for classifiers, [batch, seq, vocab] for
 language models. Each function reduces over the last axis, then averages over the
@@ -14,21 +14,22 @@ from torch import Tensor, nn
 
 from distillab.config import check_number
 from distillab.losses.composite import CompositeLoss
+from distillab.losses.reduce import masked_mean, upcast
+from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.models.output import ModelOutput
-
-
-def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``values`` over the positions where ``mask`` is true."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
     """CE(s, y) = -log softmax(s)_y, averaged over positions."""
     per_position = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")
     return masked_mean(per_position.view(labels.shape), mask)
+
+
+def kl_to_target(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+    """T^2 * KL(p || softmax(s/T)) for a target distribution given as log p."""
+    log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
+    per_position = F.kl_div(log_q, teacher_log_probs, log_target=True, reduction="none").sum(-1)
+    return temperature**2 * masked_mean(per_position, mask)
 
 
 def soft_target_kl(
@@ -41,10 +42,27 @@ def soft_target_kl(
 
     The T^2 keeps the gradient's scale independent of T, so α keeps its meaning as T changes.
     """
-    log_q = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p = F.log_softmax(teacher_logits.to(log_q.dtype) / temperature, dim=-1)
-    per_position = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
-    return temperature**2 * masked_mean(per_position, mask)
+    return kl_to_target(student_logits, F.log_softmax(upcast(teacher_logits) / temperature, -1), temperature, mask)
+
+
+def soft_target_ce(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+    """Soft-target cross-entropy (Hinton et al. 2015; the prediction loss of TinyBERT and DistilBERT):
+
+        L = -T^2 * sum_c p_c log softmax(s/T)_c
+
+    It differs from the KL by the teacher's entropy, a constant for the student: same
+    gradient, but its value does not reach 0 when the student matches.
+    """
+    log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
+    return temperature**2 * masked_mean(-(teacher_log_probs.exp() * log_q).sum(-1), mask)
+
+
+def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Logit matching (Ba & Caruana 2014, "Do Deep Nets Really Need to be Deep?"):
+
+        L = mean_c (s_c - t_c)^2
+    """
+    return masked_mean((upcast(student_logits) - upcast(teacher_logits)).pow(2).mean(-1), mask)
 
 
 class CrossEntropy(nn.Module):
@@ -56,27 +74,58 @@ class CrossEntropy(nn.Module):
         return cross_entropy(student_out.logits, batch["labels"], batch.get("mask"))
 
 
-class SoftTargetKL(nn.Module):
-    """Distillation term: T^2 * KL(softmax(t/T) || softmax(s/T)); see :func:`soft_target_kl`."""
+class SoftTargetKL(nn.Module, TeacherChoice):
+    """Distillation term: T^2 * KL(p_teacher || softmax(s/T)); see :func:`soft_target_kl`.
+
+    With several teachers, p is their combined distribution (see teacher_targets.py).
+    """
 
     needs: frozenset[str] = frozenset()
 
-    def __init__(self, temperature: float = 4.0):
-        super().__init__()
+    def __init__(self, temperature: float = 4.0, teacher: int | None = None, combine: str = "mean",
+                 teacher_weights: list[float] | None = None):
+        nn.Module.__init__(self)
+        TeacherChoice.__init__(self, teacher, combine, teacher_weights)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
 
-    def forward(self, student_out: ModelOutput, teacher_out: ModelOutput, batch: dict[str, Any]) -> Tensor:
-        return soft_target_kl(student_out.logits, teacher_out.logits, self.temperature, batch.get("mask"))
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+        log_p = self.log_probs(teacher_out, self.temperature)
+        return kl_to_target(student_out.logits, log_p, self.temperature, batch.get("mask"))
+
+
+class SoftTargetCE(SoftTargetKL):
+    """Soft-target cross-entropy term; see :func:`soft_target_ce`."""
+
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+        log_p = self.log_probs(teacher_out, self.temperature)
+        return soft_target_ce(student_out.logits, log_p, self.temperature, batch.get("mask"))
+
+
+class LogitMSE(nn.Module, TeacherChoice):
+    """Logit matching term; see :func:`logit_mse`."""
+
+    needs: frozenset[str] = frozenset()
+
+    def __init__(self, teacher: int | None = None, combine: str = "mean", teacher_weights: list[float] | None = None):
+        nn.Module.__init__(self)
+        TeacherChoice.__init__(self, teacher, combine, teacher_weights)
+
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+        return logit_mse(student_out.logits, self.logits(teacher_out), batch.get("mask"))
 
 
 class HintonKD(CompositeLoss):
     """Hinton et al. 2015: ``L = α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)``.
 
     Config keys: ``temperature`` (T > 0) and ``alpha`` (0 ≤ α ≤ 1; 1 is pure distillation,
-    0 is the student trained on labels alone). Logged parts: ``kd`` and ``ce``.
+    0 is the student trained on labels alone). With several teachers, ``combine`` (mean,
+    weighted, confidence) and ``teacher_weights`` say how their soft targets are combined.
+    Logged parts: ``kd`` and ``ce``.
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, combine: str = "mean",
+                 teacher_weights: list[float] | None = None):
         alpha = check_number("alpha", alpha, low=0, high=1)
-        super().__init__({"kd": SoftTargetKL(temperature), "ce": CrossEntropy()}, {"kd": alpha, "ce": 1 - alpha})
-        self.temperature, self.alpha = self.terms["kd"].temperature, alpha
+        kd = SoftTargetKL(temperature, None, combine, teacher_weights)
+        super().__init__({"kd": kd, "ce": CrossEntropy()}, {"kd": alpha, "ce": 1 - alpha})
+        self.temperature, self.alpha = kd.temperature, alpha

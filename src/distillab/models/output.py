@@ -16,6 +16,17 @@ from transformers import PreTrainedModel
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class EncoderShape:
+    """What layer-mapping loss terms and init-from-teacher need to know about a model."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    tokens: int | None = None  # sequence length when fixed by the architecture (ViT patches + CLS)
+
+
 @dataclass
 class ModelOutput:
     logits: Tensor
@@ -38,6 +49,14 @@ class TransformerClassifier(nn.Module):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def shape(self) -> EncoderShape:
+        c = self.model.config
+        tokens = None
+        if hasattr(c, "image_size") and hasattr(c, "patch_size"):
+            tokens = (c.image_size // c.patch_size) ** 2 + 1
+        return EncoderShape(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, tokens)
 
     def _use_eager_attention(self) -> None:
         # SDPA kernels do not return attention maps; switch once, the first time they are asked.

@@ -1,0 +1,44 @@
+"""Which student layer learns from which teacher layer.
+
+Layers are numbered 1..L (hidden-state index 0 is the embeddings output):
+
+- ``uniform``: student layer i <- teacher layer round(i * L_t / L_s), i = 1..L_s
+  (TinyBERT's g(m) = m * L_t / L_s);
+- ``last``: the last layer of each;
+- an explicit list of ``[student, teacher]`` pairs, e.g. ``[[1, 2], [2, 4]]``, where 0 may
+  name the embeddings for hidden-state terms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillab.config import ConfigError
+
+
+def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embeddings: bool = True) -> list[tuple[int, int]]:
+    if spec == "uniform":
+        return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+    if spec == "last":
+        return [(student_layers, teacher_layers)]
+    low = 0 if allow_embeddings else 1
+    allowed = (f"'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
+               f"{low}..{student_layers} and teacher in {low}..{teacher_layers}")
+    if isinstance(spec, str) or not hasattr(spec, "__iter__"):
+        raise ConfigError("layers", spec, allowed)
+    pairs = []
+    for pair in spec:
+        try:
+            s, t = (int(v) for v in pair)
+        except (TypeError, ValueError):
+            raise ConfigError("layers", _plain(spec), allowed) from None
+        if not (low <= s <= student_layers and low <= t <= teacher_layers):
+            raise ConfigError("layers", _plain(spec), allowed)
+        pairs.append((s, t))
+    if not pairs:
+        raise ConfigError("layers", _plain(spec), allowed)
+    return pairs
+
+
+def _plain(spec: Any) -> Any:
+    return [list(p) if hasattr(p, "__iter__") else p for p in spec]

@@ -1,0 +1,79 @@
+"""Soft targets from one or several teachers.
+
+With several teachers a logit term either reads one of them (``teacher: <index>``, one term
+per teacher) or their combined distribution (``teacher: null``):
+
+    p(x) = sum_i w_i(x) softmax(t_i(x) / T)
+
+``combine=mean``: w_i = 1/n. ``combine=weighted``: fixed ``teacher_weights`` (normalised).
+``combine=confidence``: w_i(x) = softmax_i(-H(softmax(t_i(x)/T))), so a teacher that is
+more certain about this sample (lower entropy) weighs more (cf. Zhang et al. 2022,
+"Confidence-Aware Multi-Teacher Knowledge Distillation").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.losses.reduce import upcast
+from distillab.models.output import ModelOutput
+
+COMBINE = ("mean", "weighted", "confidence")
+TeacherOut = ModelOutput | Sequence[ModelOutput]
+
+
+class TeacherChoice:
+    """Which teacher(s) a term reads; validated at construction. Mixed into loss terms."""
+
+    def __init__(self, teacher: int | None = None, combine: str = "mean", teacher_weights: list[float] | None = None):
+        self.teacher = None if teacher is None else check_int("teacher", teacher, low=0)
+        self.combine = check_choice("combine", combine, COMBINE)
+        if combine == "weighted":
+            if not teacher_weights:
+                raise ConfigError("teacher_weights", teacher_weights, "combine=weighted needs a list of weights")
+            weights = [check_number(f"teacher_weights[{i}]", w, low=0) for i, w in enumerate(teacher_weights)]
+            if sum(weights) <= 0:
+                raise ConfigError("teacher_weights", teacher_weights, "must not all be 0")
+            self.teacher_weights = [w / sum(weights) for w in weights]
+        else:
+            self.teacher_weights = None
+
+    def pick(self, teacher_out: TeacherOut) -> list[ModelOutput]:
+        outs = [teacher_out] if isinstance(teacher_out, ModelOutput) else list(teacher_out)
+        if self.teacher is not None:
+            if self.teacher >= len(outs):
+                raise ConfigError("teacher", self.teacher, f"must be < the number of teachers ({len(outs)})")
+            return [outs[self.teacher]]
+        if self.teacher_weights is not None and len(self.teacher_weights) != len(outs):
+            raise ConfigError("teacher_weights", self.teacher_weights, f"needs one weight per teacher ({len(outs)})")
+        return outs
+
+    def log_probs(self, teacher_out: TeacherOut, temperature: float) -> Tensor:
+        """log p of the (combined) teacher distribution at ``temperature``, shape [..., classes]."""
+        outs = self.pick(teacher_out)
+        log_ps = torch.stack([F.log_softmax(upcast(o.logits) / temperature, dim=-1) for o in outs])
+        if len(outs) == 1:
+            return log_ps[0]
+        if self.combine == "confidence":
+            entropy = -(log_ps.exp() * log_ps).sum(-1)  # [teachers, ...]
+            log_w = F.log_softmax(-entropy, dim=0).unsqueeze(-1)
+        elif self.combine == "weighted":
+            log_w = torch.tensor(self.teacher_weights, device=log_ps.device).log().view(-1, *[1] * (log_ps.dim() - 1))
+        else:
+            log_w = torch.full((len(outs),) + (1,) * (log_ps.dim() - 1), -torch.log(torch.tensor(float(len(outs)))),
+                               device=log_ps.device)
+        return torch.logsumexp(log_w + log_ps, dim=0)
+
+    def logits(self, teacher_out: TeacherOut) -> Tensor:
+        """Teacher logits for terms that compare logits directly (the weighted mean of logits)."""
+        outs = self.pick(teacher_out)
+        if len(outs) == 1:
+            return outs[0].logits
+        weights = self.teacher_weights or [1 / len(outs)] * len(outs)
+        return sum(w * o.logits for w, o in zip(weights, outs))
+
