@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from distillab.config import ConfigError
+
+# A deprecation inside Lightning's own code, printed on every run; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 

@@ -7,6 +7,7 @@ epochs, shuffling and DDP sharding, which is what a teacher-output cache is keye
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
@@ -19,7 +20,7 @@ from distillab.config import check_int
 Inputs = Tensor | dict[str, Tensor]
 
 
-def _take(inputs: Inputs, idx: Tensor) -> Inputs:
+def take_inputs(inputs: Inputs, idx: Tensor) -> Inputs:
     if isinstance(inputs, dict):
         return {k: v[idx] for k, v in inputs.items()}
     return inputs[idx]
@@ -37,24 +38,33 @@ class IndexedTensorDataset(Dataset):
     index operation instead of ``batch_size`` Python calls and a collate.
     """
 
-    def __init__(self, inputs: Inputs, labels: Tensor):
+    def __init__(self, inputs: Inputs, labels: Tensor, extras: dict[str, Tensor] | None = None):
         n = len(labels)
+        self.extras = dict(extras or {})  # per-sample tensors carried into the batch, e.g. "domain"
         sizes = [len(v) for v in inputs.values()] if isinstance(inputs, dict) else [len(inputs)]
+        sizes += [len(v) for v in self.extras.values()]
         if any(s != n for s in sizes):
             raise ValueError(f"inputs of length {sizes} do not match {n} labels")
         self.inputs, self.labels = inputs, labels.long()
+
+    def subset(self, keep: Tensor) -> IndexedTensorDataset:
+        """The samples where the boolean ``keep`` is true (indices renumbered from 0)."""
+        idx = keep.nonzero().squeeze(1)
+        return IndexedTensorDataset(take_inputs(self.inputs, idx), self.labels[idx], {k: v[idx] for k, v in self.extras.items()})
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"inputs": _take(self.inputs, idx), "labels": self.labels[idx], "index": idx}
+        batch = {"inputs": take_inputs(self.inputs, idx), "labels": self.labels[idx], "index": idx}
+        batch.update({k: v[idx] for k, v in self.extras.items()})
+        return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         # Single-sample access (e.g. for inspection); the loaders use __getitems__.
         batch = self.__getitems__([i])
-        return {k: (_take(v, 0) if k == "inputs" else v[0]) for k, v in batch.items()}
+        return {k: (take_inputs(v, 0) if k == "inputs" else v[0]) for k, v in batch.items()}
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -65,6 +75,7 @@ class TensorDataModule(L.LightningDataModule):
     """
 
     num_classes: int
+    num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 0):
         super().__init__()
@@ -78,8 +89,16 @@ class TensorDataModule(L.LightningDataModule):
         """What a model factory must know about this data (``num_labels``, image or vocab size)."""
         raise NotImplementedError
 
-    def load_splits(self) -> dict[str, tuple[Inputs, Tensor]]:
+    def load_splits(self) -> dict[str, tuple]:
+        """``{"train", "val", "test"}`` of ``(inputs, labels)`` or ``(inputs, labels, extras)``."""
         raise NotImplementedError
+
+    def restricted_to_domain(self, domain: int) -> TensorDataModule:
+        """A copy whose splits hold only the samples of ``domain`` (a per-domain teacher's data)."""
+        self.setup()
+        view = copy.copy(self)
+        view.splits = {k: ds.subset(ds.extras["domain"] == domain) for k, ds in self.splits.items()}
+        return view
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:

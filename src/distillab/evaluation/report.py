@@ -9,28 +9,28 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-ROLES = ("teacher", "student", "baseline")
-
-
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per role that ran: params, accuracy, F1, agreement, retention of teacher accuracy."""
-    teacher_acc = metrics.get("teacher", {}).get("test", {}).get("acc")
+    """One row per model that ran: params, accuracy, F1, agreement, retention of the
+    reference (teacher) accuracy, and accuracy per domain when the data has domains."""
+    entries = [(t.get("role", "teacher"), t) for t in metrics.get("teachers", [])]
+    entries += [(role, metrics[role]) for role in ("student", "baseline") if role in metrics]
+    reference = metrics.get("reference_acc") or (entries[0][1]["test"]["acc"] if metrics.get("teachers") else None)
+    domains = sorted({d for _, e in entries for d in e.get("test_by_domain", {})})
     rows = []
-    for role in ROLES:
-        if role not in metrics:
-            continue
-        entry, test = metrics[role], metrics[role]["test"]
-        retention = test["acc"] / teacher_acc if teacher_acc else None
-        rows.append(
-            {
-                "model": role,
-                "params": f"{entry['params']:,}",
-                "acc": f"{test['acc']:.4f}",
-                "f1": f"{test['f1']:.4f}",
-                "agreement": f"{test['agreement']:.4f}" if "agreement" in test else "-",
-                "retention": f"{retention:.3f}" if retention is not None else "-",
-            }
-        )
+    for role, entry in entries:
+        test = entry["test"]
+        row = {
+            "model": role,
+            "params": f"{entry['params']:,}",
+            "acc": f"{test['acc']:.4f}",
+            "f1": f"{test['f1']:.4f}",
+            "agreement": f"{test['agreement']:.4f}" if "agreement" in test else "-",
+            "retention": f"{test['acc'] / reference:.3f}" if reference else "-",
+        }
+        for d in domains:
+            acc = entry.get("test_by_domain", {}).get(d)
+            row[f"acc domain {d}"] = f"{acc:.4f}" if acc is not None else "-"
+        rows.append(row)
     return rows
 
 
@@ -56,7 +56,9 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
         "",
         markdown_table(summary_rows(metrics)),
         "",
-        "Retention is test accuracy relative to the teacher's. The resolved config is "
+        "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
+        "several; the per-domain teachers' combined accuracy when each domain has its own; a "
+        "per-domain teacher's own `acc` is on its domain). The resolved config is "
         "`config.yaml`; all numbers are in `metrics.json`.",
         "",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,7 +29,10 @@ def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) ->
 def kl_to_target(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
     """T^2 * KL(p || softmax(s/T)) for a target distribution given as log p."""
     log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    per_position = F.kl_div(log_q, teacher_log_probs, log_target=True, reduction="none").sum(-1)
+    p = teacher_log_probs.exp()
+    # 0 * log 0 = 0: a class the teacher rules out (logit -inf, e.g. a masked vocabulary entry)
+    # contributes nothing, instead of 0 * -inf = nan.
+    per_position = torch.where(p > 0, p * (teacher_log_probs - log_q), 0.0).sum(-1)
     return temperature**2 * masked_mean(per_position, mask)
 
 
@@ -54,7 +58,8 @@ def soft_target_ce(student_logits: Tensor, teacher_log_probs: Tensor, temperatur
     gradient, but its value does not reach 0 when the student matches.
     """
     log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    return temperature**2 * masked_mean(-(teacher_log_probs.exp() * log_q).sum(-1), mask)
+    p = teacher_log_probs.exp()
+    return temperature**2 * masked_mean(-torch.where(p > 0, p * log_q, 0.0).sum(-1), mask)
 
 
 def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:

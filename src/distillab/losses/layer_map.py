@@ -2,8 +2,9 @@
 
 Layers are numbered 1..L (hidden-state index 0 is the embeddings output):
 
-- ``uniform``: student layer i <- teacher layer round(i * L_t / L_s), i = 1..L_s
-  (TinyBERT's g(m) = m * L_t / L_s);
+- ``uniform``: student layer i <- teacher layer ceil(i * L_t / L_s), i = 1..L_s
+  (TinyBERT's g(m) = m * L_t / L_s; the ceiling keeps it in 1..L_t when the student is
+  the deeper one, and maps last to last);
 - ``last``: the last layer of each;
 - an explicit list of ``[student, teacher]`` pairs, e.g. ``[[1, 2], [2, 4]]``, where 0 may
   name the embeddings for hidden-state terms.
@@ -18,7 +19,7 @@ from distillab.config import ConfigError
 
 def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embeddings: bool = True) -> list[tuple[int, int]]:
     if spec == "uniform":
-        return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+        return [(i, -(-i * teacher_layers // student_layers)) for i in range(1, student_layers + 1)]
     if spec == "last":
         return [(student_layers, teacher_layers)]
     low = 0 if allow_embeddings else 1

@@ -13,6 +13,7 @@ more certain about this sample (lower entropy) weighs more (cf. Zhang et al. 202
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -60,12 +61,13 @@ class TeacherChoice:
         if len(outs) == 1:
             return log_ps[0]
         if self.combine == "confidence":
-            entropy = -(log_ps.exp() * log_ps).sum(-1)  # [teachers, ...]
+            entropy = -torch.special.xlogy(log_ps.exp(), log_ps.exp()).sum(-1)  # [teachers, ...]; 0 log 0 = 0
             log_w = F.log_softmax(-entropy, dim=0).unsqueeze(-1)
         elif self.combine == "weighted":
-            log_w = torch.tensor(self.teacher_weights, device=log_ps.device).log().view(-1, *[1] * (log_ps.dim() - 1))
+            weights = torch.tensor(self.teacher_weights, dtype=log_ps.dtype, device=log_ps.device)
+            log_w = weights.log().view(-1, *[1] * (log_ps.dim() - 1))
         else:
-            log_w = torch.full((len(outs),) + (1,) * (log_ps.dim() - 1), -torch.log(torch.tensor(float(len(outs)))),
+            log_w = torch.full((len(outs),) + (1,) * (log_ps.dim() - 1), -math.log(len(outs)), dtype=log_ps.dtype,
                                device=log_ps.device)
         return torch.logsumexp(log_w + log_ps, dim=0)
 

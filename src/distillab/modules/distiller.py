@@ -14,6 +14,7 @@ from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
+from distillab.teachers.ensemble import Teachers
 from distillab.teachers.frozen import FrozenTeacher
 
 # Lightning warns about sub-modules in eval mode at the start of fit; the frozen teacher is
@@ -24,20 +25,21 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 class DistillationModule(ClassifierModule):
     """Trains ``student`` (``self.model``) with ``loss(student_out, teacher_out, batch)``.
 
-    Also logs teacher-student top-1 agreement on val and test. The teacher is not part of
-    the checkpoint: it is frozen, stored elsewhere, and would only make checkpoints large.
+    ``teachers`` is one frozen teacher or several (see teachers/ensemble.py). Also logs
+    teacher-student top-1 agreement on val and test. Teachers are not part of the
+    checkpoint: they are frozen, stored elsewhere, and would only make checkpoints large.
     """
 
     def __init__(
         self,
         student: TransformerClassifier,
-        teacher: FrozenTeacher,
+        teachers: Teachers | FrozenTeacher,
         loss: CompositeLoss,
         num_classes: int,
         optimizer: OptimizerConfig | None = None,
     ):
         super().__init__(student, num_classes, optimizer)
-        self.teacher = teacher
+        self.teachers = teachers if isinstance(teachers, Teachers) else Teachers([teachers])
         self.loss = loss
         self.val_agreement = MeanMetric()
         self.test_agreement = MeanMetric()
@@ -48,14 +50,13 @@ class DistillationModule(ClassifierModule):
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
         needs = self._outputs_needed()
         student_out = self.model(batch["inputs"], **needs)
-        teacher_out = self.teacher(batch["inputs"], **needs)
+        teacher_out = self.teachers(batch, **needs)
         return self.loss(student_out, teacher_out, batch)
 
     def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
         out = super().evaluate(batch, split)
-        teacher_logits = self.teacher(batch["inputs"]).logits
         agreement = self.val_agreement if split == "val" else self.test_agreement
-        agreement.update((out.logits.argmax(-1) == teacher_logits.argmax(-1)).float())
+        agreement.update((out.logits.argmax(-1) == self.teachers.top1(batch)).float())
         self.log(f"{split}/agreement", agreement, batch_size=len(batch["labels"]))
         return out
 
@@ -65,11 +66,11 @@ class DistillationModule(ClassifierModule):
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = super().state_dict(*args, **kwargs)
-        return {k: v for k, v in state.items() if not k.startswith("teacher.")}
+        return {k: v for k, v in state.items() if not k.startswith("teachers.")}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not k.startswith("teacher.")]
+        missing = [k for k in result.missing_keys if not k.startswith("teachers.")]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f"checkpoint does not match the student: missing {missing}, unexpected {result.unexpected_keys}")
         return result

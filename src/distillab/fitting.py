@@ -1,0 +1,48 @@
+"""Lightning Trainers built from config, for one training stage (teacher, student, baseline)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from distillab.config import build
+from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.modules.classifier import ClassifierModule
+
+log = logging.getLogger(__name__)
+
+
+def _test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    return {k.removeprefix("test/"): float(v) for k, v in results[0].items() if k.startswith("test/") and k != "test/loss"}
+
+
+def fit_and_test(
+    module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int
+) -> dict[str, float]:
+    """Train ``module`` with the configured Trainer, callbacks and logger; test its best checkpoint.
+
+    Checkpoints go to ``<run dir>/checkpoints/<role>/`` and TensorBoard to ``tensorboard/<role>/``.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(seed, workers=True, verbose=False)
+    callbacks = [
+        build(node, f"callbacks.{name}", **({"dirpath": str(run_dir / "checkpoints" / role)} if "dirpath" in node else {}))
+        for name, node in (cfg.get("callbacks") or {}).items()
+    ]
+    logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=logger,
+                    default_root_dir=str(run_dir))
+    log.info("training %s for %d epochs", role, max_epochs)
+    trainer.fit(module, datamodule=datamodule)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return _test_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False))
+
+
+def test_only(module: ClassifierModule, cfg: DictConfig, datamodule: TensorDataModule) -> dict[str, float]:
+    trainer = build(cfg.trainer, "trainer", logger=False, enable_checkpointing=False, callbacks=[])
+    return _test_metrics(trainer.test(module, datamodule=datamodule, verbose=False))

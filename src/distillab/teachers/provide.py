@@ -1,0 +1,98 @@
+"""Getting the teachers a run asks for: from a checkpoint, from the store, or trained here.
+
+A run has one teacher (``model.teacher``), several (``model.teachers``, teacher i trained
+with seed + i), or one per domain (``teacher.per_domain``, teacher d trained only on the
+samples of domain d).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from distillab.config import ConfigError, section
+from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.fitting import fit_and_test, test_only
+from distillab.models.output import TransformerClassifier
+from distillab.modules import ClassifierModule, OptimizerConfig
+from distillab.teachers.store import TeacherStore, load_teacher_weights, teacher_key
+
+log = logging.getLogger(__name__)
+
+# Trainer keys that change what a teacher learns; the rest (the student's epochs, logging,
+# progress bars) must not retrain it.
+TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
+# Data keys that do not change what a teacher learns.
+DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size")
+
+
+@dataclass
+class TeacherSpec:
+    role: str  # "teacher", "teacher0", ...: names its checkpoints, logs and metrics
+    key: str  # config key of its model, for error messages
+    node: DictConfig
+    seed: int
+    domain: int | None = None
+    ckpt_path: str | None = None
+
+
+def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
+    listed = cfg.model.get("teachers")
+    ckpts = cfg.teacher.ckpt_path
+    if cfg.teacher.per_domain:
+        if num_domains < 2:
+            raise ConfigError("teacher.per_domain", True, "needs data whose samples carry a domain (data=digits_domains)")
+        if listed or ckpts:
+            raise ConfigError("teacher.per_domain", True, "trains one model.teacher per domain; unset model.teachers "
+                              "and teacher.ckpt_path")
+        return [TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, cfg.seed, domain=d)
+                for d in range(num_domains)]
+    if not listed:
+        return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, cfg.seed, ckpt_path=ckpts)]
+    if ckpts is not None and (isinstance(ckpts, str) or len(ckpts) != len(listed)):
+        raise ConfigError("teacher.ckpt_path", ckpts, f"with {len(listed)} model.teachers, give a list of {len(listed)} paths")
+    return [TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, cfg.seed + i, ckpt_path=ckpts[i] if ckpts else None)
+            for i, node in enumerate(listed)]
+
+
+def store_key(cfg: DictConfig, spec: TeacherSpec) -> str:
+    """Hash of everything that determines a trained teacher."""
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("ckpt_path", "per_domain")}
+    data = {k: v for k, v in plain(cfg.data).items() if k not in DATA_KEYS_IGNORED}
+    trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
+    return teacher_key({"model": plain(spec.node), "data": data, "teacher": teacher, "trainer": trainer,
+                        "seed": spec.seed, "domain": spec.domain})
+
+
+def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
+                    datamodule: TensorDataModule) -> dict[str, Any]:
+    """Fill ``model`` with trained weights; return its params, test metrics and where it came from."""
+    data = datamodule.restricted_to_domain(spec.domain) if spec.domain is not None else datamodule
+    num_classes = datamodule.num_classes
+    if spec.ckpt_path:
+        load_teacher_weights(model, spec.ckpt_path)
+        source, key = "checkpoint", None
+        test = test_only(ClassifierModule(model, num_classes), cfg, data)
+    else:
+        store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec)
+        entry = store.lookup(key)
+        if entry is not None:
+            log.info("reusing %s from the store: %s", spec.role, entry)
+            load_teacher_weights(model, entry, key="paths.teachers_dir")
+            source, test = "store", store.metrics(key)["test"]
+        else:
+            with section("teacher.optimizer"):
+                optimizer = OptimizerConfig(**cfg.teacher.optimizer)
+            module = ClassifierModule(model, num_classes, optimizer)
+            test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed)
+            source = "trained"
+            entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
+            log.info("stored %s in %s", spec.role, entry)
+    result = {"params": model.num_parameters, "test": test, "source": source, "store_key": key}
+    if spec.domain is not None:
+        result["domain"] = spec.domain
+    return result
