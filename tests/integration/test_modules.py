@@ -42,7 +42,7 @@ def test_distillation_leaves_the_teacher_unchanged_and_in_eval_mode(digits, tiny
     module = DistillationModule(student, FrozenTeacher(teacher_model), HintonKD(4.0, 0.9), digits.num_classes,
                                 OptimizerConfig(lr=1e-2))
     trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=1).fit(module, datamodule=digits)
-    assert not module.teacher.training and not teacher_model.training
+    assert not module.teachers.training and not teacher_model.training
     assert all(not p.requires_grad for p in teacher_model.parameters())
     for name, value in teacher_model.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
@@ -63,3 +63,35 @@ def test_checkpoint_holds_the_student_not_the_teacher(digits, tiny_vit, tmp_path
     fresh.load_state_dict(state)  # strict about the student, silent about the teacher
     with pytest.raises(RuntimeError, match="does not match the student"):
         fresh.load_state_dict({k: v for k, v in state.items() if "classifier" not in k})
+
+
+def test_projections_are_trained_and_saved_with_the_student(digits, tiny_vit, tmp_path):
+    from distillab.losses import CompositeLoss, CrossEntropy, HiddenStateLoss
+
+    student, teacher = tiny_vit(hidden_size=16), tiny_vit(num_layers=2)
+    loss = CompositeLoss({"ce": CrossEntropy(), "hidden": HiddenStateLoss("mse", "uniform")}, {"ce": 1.0, "hidden": 1.0})
+    loss.setup(student.shape, [teacher.shape])
+    before = loss.terms["hidden"].projections[0].weight.detach().clone()
+    module = DistillationModule(student, FrozenTeacher(teacher), loss, digits.num_classes)
+    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1)
+    t.fit(module, datamodule=digits)
+    assert not torch.equal(loss.terms["hidden"].projections[0].weight, before), "projection not optimised"
+    assert {"train/loss/hidden", "train/loss/ce"} <= set(t.logged_metrics)
+    t.save_checkpoint(tmp_path / "p.ckpt")
+    state = torch.load(tmp_path / "p.ckpt", weights_only=False)["state_dict"]
+    assert "loss.terms.hidden.projections.0.weight" in state
+
+
+def test_mutual_learning_updates_every_peer(digits, tiny_vit):
+    from distillab.losses import MutualLoss
+    from distillab.modules.mutual import MutualModule
+
+    peers = [tiny_vit(), tiny_vit(hidden_size=16)]
+    before = [copy.deepcopy(p.state_dict()) for p in peers]
+    module = MutualModule(peers, MutualLoss(), digits.num_classes, OptimizerConfig(lr=1e-2))
+    assert len(list(module.trainable_parameters())) == sum(len(list(p.parameters())) for p in peers)
+    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1)
+    t.fit(module, datamodule=digits)
+    for peer, old in zip(peers, before):
+        assert any(not torch.equal(v, old[k]) for k, v in peer.state_dict().items())
+    assert {"train/loss/ce/0", "train/loss/kl/1"} <= set(t.logged_metrics)

@@ -32,6 +32,10 @@ class Teachers(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(teachers)
         self.route_by_domain = route_by_domain
+        super().train(False)
+
+    def train(self, mode: bool = True) -> Teachers:
+        return super().train(False)  # frozen, like each member
 
     def __len__(self) -> int:
         return len(self.members)
