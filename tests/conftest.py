@@ -14,8 +14,9 @@ from distillab.data import DigitsDataModule
 from distillab.models import build_vit
 
 # Small enough that one epoch over digits takes about a second on 2 cores.
-TINY_TEACHER = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, patch_size=2)
-TINY_STUDENT = dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, patch_size=4)
+# Teacher and student differ in depth and width (feature losses map layers and project widths).
+TINY_TEACHER = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2)
+TINY_STUDENT = dict(hidden_size=16, num_layers=1, num_heads=1, intermediate_size=32, patch_size=2)
 TINY_OVERRIDES = [
     "teacher.max_epochs=2",
     "trainer.max_epochs=2",
@@ -54,13 +55,13 @@ def cli(tmp_path):
     """Run ``distillab`` in a subprocess with its outputs and teacher store under tmp_path."""
     counter = {"n": 0}
 
-    def run(*args: str, tiny: bool = True, teachers_dir: Path | None = None, multirun: bool = False) -> CLIResult:
+    def run(*args: str, tiny: bool | list[str] = True, teachers_dir: Path | None = None, multirun: bool = False) -> CLIResult:
         counter["n"] += 1
         run_dir = tmp_path / f"run{counter['n']}"
         dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []), *args,
                f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}",
-               *(TINY_OVERRIDES if tiny else [])]
+               *(TINY_OVERRIDES if tiny is True else tiny or [])]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
         return CLIResult(proc, run_dir)

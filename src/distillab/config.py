@@ -9,6 +9,7 @@ as ``model.student.num_heads``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -92,7 +93,11 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, ConfigError):
-            raise cause.under(section) from None
+            # A nested node (a loss term inside a composite loss) is named by Hydra's full_key.
+            found = re.search(r"full_key: (\S+)", str(err))
+            inner = found[1] if found else ""
+            prefix = inner if inner.startswith(section) else ".".join(p for p in (section, inner) if p)
+            raise cause.under(prefix) from None
         if isinstance(cause, TypeError):
             # Usually a key the target does not accept, or a value of the wrong type.
             raise ConfigError(section, "...", f"cannot build {node.get('_target_')}: {cause}") from None

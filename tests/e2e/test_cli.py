@@ -92,6 +92,11 @@ BAD_INPUTS = [
     (["stage=fly"], "stage"),
     (["data=unknown_data"], "data"),
     (["optimizer.lr=-1"], "optimizer.lr"),
+    (["mode=mutual"], "loss"),
+    (["student_init.from_teacher=true"], "student_init.from_teacher"),
+    (["loss=fitnet", "loss.terms.hidden.layers=[[9,1]]"], "loss.terms.hidden.layers"),
+    (["loss=dkd", "loss.terms.dkd.beta=-1"], "loss.terms.dkd.beta"),
+    (["experiment=digits_kd", "teacher.per_domain=true"], "teacher.per_domain"),
 ]
 
 

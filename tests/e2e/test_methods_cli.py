@@ -1,0 +1,80 @@
+"""Every loss config and every method experiment through the real CLI, between a teacher and
+a student of different depth and width (tiny sizes)."""
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+LOSS_TERMS = {
+    "fitnet": {"kd", "ce", "hidden"},
+    "tinybert": {"hidden", "attention", "prediction"},
+    "minilm": {"attention", "kd", "ce"},
+    "distilbert": {"kd", "ce", "cosine"},
+    "dkd": {"dkd", "ce"},
+    "logit_mse": {"logits", "ce"},
+}
+
+
+def logged_scalars(run_dir, role):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard" / role))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_TERMS))
+def test_every_loss_config_runs(cli, loss):
+    result = cli("experiment=digits_kd", f"loss={loss}", "baseline=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert m["student"]["params"] < m["teacher"]["params"]
+    assert 0.0 <= m["student"]["test"]["acc"] <= 1.0
+    scalars = logged_scalars(result.run_dir, "student")
+    assert {f"train/loss/{term}" for term in LOSS_TERMS[loss]} <= scalars, scalars
+
+
+def test_multi_teacher(cli, tmp_path):
+    result = cli("experiment=digits_multi_teacher", "model.teachers.1.hidden_size=24", "model.teachers.1.num_layers=1",
+                 "baseline=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert [t["role"] for t in m["teachers"]] == ["teacher0", "teacher1"]
+    assert m["teachers"][0]["params"] != m["teachers"][1]["params"]
+    assert len([p for p in (tmp_path / "teachers").iterdir() if not p.name.startswith(".")]) == 2
+    assert m["reference_acc"] == max(t["test"]["acc"] for t in m["teachers"])
+    assert "| teacher1 |" in (result.run_dir / "report.md").read_text()
+
+
+def test_cross_domain(cli):
+    result = cli("experiment=digits_cross_domain")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert [t["domain"] for t in m["teachers"]] == [0, 1]
+    for entry in [*m["teachers"], m["student"], m["baseline"]]:
+        assert set(entry["test_by_domain"]) == {"0", "1"}
+    # each domain teacher is tested on its own domain: its test acc is its own-domain accuracy
+    for d, teacher in enumerate(m["teachers"]):
+        assert teacher["test"]["acc"] == pytest.approx(teacher["test_by_domain"][str(d)], abs=1e-6)
+    assert "acc domain 1" in (result.run_dir / "report.md").read_text()
+
+
+def test_mutual(cli, tmp_path):
+    result = cli("experiment=digits_mutual")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert m["mode"] == "mutual" and m["teacher"]["source"] == "mutual"
+    assert "student" in m and "baseline" in m
+    assert not (tmp_path / "teachers").exists(), "mutual learning trains no stored teacher"
+    assert {"train/loss/ce/0", "train/loss/kl/0", "train/loss/ce/1", "train/loss/kl/1"} <= logged_scalars(
+        result.run_dir, "mutual")
+
+
+def test_student_initialised_from_teacher_layers(cli):
+    tiny = ["teacher.max_epochs=2", "trainer.max_epochs=1", "model.teacher.hidden_size=32", "model.teacher.num_layers=4",
+            "model.teacher.num_heads=2", "model.teacher.intermediate_size=64", "callbacks.progress_bar.refresh_rate=1000"]
+    result = cli("experiment=digits_distilbert", "baseline=false", tiny=tiny)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert m["student"]["params"] < m["teacher"]["params"]
+    assert logged_scalars(result.run_dir, "student") >= {"train/loss/kd", "train/loss/ce", "train/loss/cosine"}
