@@ -80,15 +80,13 @@ def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teach
         loss.setup(student.shape, [t.shape for t in teachers])
 
 
-def reference_accuracy(metrics: dict[str, Any], teachers: list[TransformerClassifier], datamodule: TensorDataModule,
-                       per_domain: bool) -> float:
+def reference_accuracy(teachers: list[dict[str, Any]], datamodule: TensorDataModule, per_domain: bool) -> float:
     """What the student is measured against: the teacher, the best of several, or the
-    routed per-domain teachers' accuracy on the whole test split."""
+    per-domain teachers together (each on its own domain) over the whole test split."""
     if not per_domain:
-        return max(t["test"]["acc"] for t in metrics["teachers"])
+        return max(t["test"]["acc"] for t in teachers)
     domains = datamodule.splits["test"].extras["domain"]
-    hits = sum(accuracy_by_domain(t, datamodule)[str(d)] * int((domains == d).sum()) for d, t in enumerate(teachers))
-    return hits / len(domains)
+    return sum(t["test_by_domain"][str(d)] * int((domains == d).sum()) for d, t in enumerate(teachers)) / len(domains)
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -120,6 +118,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {"stage": stage, "mode": cfg.mode, "seed": cfg.seed, "git_commit": git_commit(),
                                "seconds": {}}
+    trained: dict[str, TransformerClassifier] = {}  # student and baseline, for the per-domain report
 
     def timed(role: str, fn: Any) -> Any:
         t0 = time.perf_counter()
@@ -139,31 +138,32 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         teacher_test = test_only(ClassifierModule(peers[0], datamodule.num_classes), cfg, datamodule)
         metrics["teachers"] = [{"role": "teacher", "params": peers[0].num_parameters, "test": teacher_test,
                                 "source": "mutual"}]
-        metrics["student"] = {"params": peers[1].num_parameters, "test": test, "model": peers[1]}
+        metrics["student"] = {"params": peers[1].num_parameters, "test": test}
+        trained["student"] = peers[1]
     elif wants_student:
         student = copy.deepcopy(student_init)
         frozen = Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
         module = DistillationModule(student, frozen, loss, datamodule.num_classes, optimizer)
         test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
                                                      cfg.seed))
-        metrics["student"] = {"params": student.num_parameters, "test": test, "model": student}
+        metrics["student"] = {"params": student.num_parameters, "test": test}
+        trained["student"] = student
     if wants_baseline:
         baseline = copy.deepcopy(student_init)
         module = ClassifierModule(baseline, datamodule.num_classes, optimizer)
         test = timed("baseline", lambda: fit_and_test(module, "baseline", cfg, datamodule, cfg.trainer.max_epochs,
                                                       cfg.seed))
-        metrics["baseline"] = {"params": baseline.num_parameters, "test": test, "model": baseline}
+        metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
+        trained["baseline"] = baseline
 
     if datamodule.num_domains > 1:
-        for entry, model in [*zip(metrics.get("teachers", []), teachers)] + [
-                (metrics[r], metrics[r]["model"]) for r in ("student", "baseline") if r in metrics]:
+        entries = [*zip(metrics.get("teachers", []), teachers), *((metrics[r], m) for r, m in trained.items())]
+        for entry, model in entries:
             entry["test_by_domain"] = accuracy_by_domain(model, datamodule)
-    for role in ("student", "baseline"):
-        metrics.get(role, {}).pop("model", None)
     if "teachers" in metrics:
         metrics["teacher"] = metrics["teachers"][0]
         if "student" in metrics:
-            reference = reference_accuracy(metrics, teachers, datamodule, cfg.teacher.per_domain and not mutual)
+            reference = reference_accuracy(metrics["teachers"], datamodule, cfg.teacher.per_domain and not mutual)
             metrics["reference_acc"] = reference
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
