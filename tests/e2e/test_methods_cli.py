@@ -45,6 +45,12 @@ def test_multi_teacher(cli, tmp_path):
     assert m["reference_acc"] == max(t["test"]["acc"] for t in m["teachers"])
     assert "| teacher1 |" in (result.run_dir / "report.md").read_text()
 
+    per_teacher = cli("experiment=digits_multi_teacher", "model.teachers.1.hidden_size=24",
+                      "model.teachers.1.num_layers=1", "baseline=false", "loss=kd_per_teacher")
+    assert per_teacher.returncode == 0, per_teacher.stderr[-3000:]
+    assert [t["source"] for t in per_teacher.metrics["teachers"]] == ["store", "store"]
+    assert {"train/loss/kd_teacher0", "train/loss/kd_teacher1"} <= logged_scalars(per_teacher.run_dir, "student")
+
 
 def test_cross_domain(cli):
     result = cli("experiment=digits_cross_domain")

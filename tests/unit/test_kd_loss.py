@@ -8,15 +8,9 @@ import torch
 from distillab.config import ConfigError
 from distillab.losses import HintonKD, cross_entropy, soft_target_kl
 from distillab.models.output import ModelOutput
+from hand import kl_by_hand, softmax_by_hand
 
 
-def kl_by_hand(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
-
-
-def softmax_by_hand(z: list[float], T: float) -> list[float]:
-    e = [math.exp(v / T) for v in z]
-    return [v / sum(e) for v in e]
 
 
 def test_soft_target_kl_at_t1_matches_hand_value():

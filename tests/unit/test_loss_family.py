@@ -30,6 +30,7 @@ from distillab.losses import (
 )
 from distillab.losses.layer_map import layer_pairs
 from distillab.models.output import EncoderShape, ModelOutput
+from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 
 F64 = torch.float64
 
@@ -37,21 +38,10 @@ F64 = torch.float64
 # ---------------------------------------------------------------- hand helpers (plain math)
 
 
-def softmax_by_hand(z: list[float], T: float = 1.0) -> list[float]:
-    e = [math.exp(v / T) for v in z]
-    return [v / sum(e) for v in e]
-
-
-def kl_by_hand(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
 
 
 def ce_by_hand(p: list[float], q: list[float]) -> float:
     return -sum(pi * math.log(qi) for pi, qi in zip(p, q))
-
-
-def entropy_by_hand(p: list[float]) -> float:
-    return -sum(pi * math.log(pi) for pi in p if pi > 0)
 
 
 def t64(x) -> torch.Tensor:

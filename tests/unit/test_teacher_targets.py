@@ -9,21 +9,11 @@ import torch
 from distillab.config import ConfigError
 from distillab.losses import DKD, LogitMSE, SoftTargetKL, soft_target_kl
 from distillab.models.output import ModelOutput
+from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 
 F64 = torch.float64
 
 
-def softmax_by_hand(z: list[float], T: float = 1.0) -> list[float]:
-    e = [math.exp(v / T) for v in z]
-    return [v / sum(e) for v in e]
-
-
-def kl_by_hand(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
-
-
-def entropy_by_hand(p: list[float]) -> float:
-    return -sum(pi * math.log(pi) for pi in p if pi > 0)
 
 
 def out(*rows: list[float]) -> ModelOutput:
