@@ -18,7 +18,8 @@ import torch
 from distillab.config import ConfigError, check_int
 from distillab.models.output import TransformerClassifier
 
-_LAYER = re.compile(r"^(.*\.encoder\.layer\.)(\d+)(\..*)$")
+# Encoder blocks: "bert.encoder.layer.<i>." in BERT, "vit.layers.<i>." in transformers 5's ViT.
+_LAYER = re.compile(r"^(.*\.(?:encoder\.layer|layers)\.)(\d+)(\..*)$")
 
 
 def teacher_layers_for(spec: Any, k: int, student_layers: int, teacher_layers: int) -> list[int]:
