@@ -51,7 +51,7 @@ def run(key: str, overrides: list[str], role: str, seed: int, out: Path, teacher
     epochs = OmegaConf.load(run_dir / "config.yaml").trainer.max_epochs
     return {"acc": m[role]["test"]["acc"], "retention": m[role]["test"]["acc"] / reference(m),
             "sec_per_epoch": m["seconds"][role if role == "baseline" else "student"] / epochs,
-            "params": m[role]["params"], "run": str(run_dir), "run_seconds": m["seconds"]["total"]}
+            "params": m[role]["params"], "teacher_acc": reference(m), "run": str(run_dir), "run_seconds": m["seconds"]["total"]}
 
 
 def reference(m: dict) -> float:
@@ -91,6 +91,9 @@ def main() -> None:
         "| method | student test acc | retention | student s/epoch (fastest seed) |",
         "|---|---|---|---|",
     ]
+    if "KD (Hinton)" in results:
+        teacher = [x["teacher_acc"] for x in results["KD (Hinton)"]]
+        lines.append(f"| *the teacher* | {fmt(teacher)} | 1 | – |")
     for name, *_ in methods:
         r = results[name]
         lines.append(f"| {name} | {fmt([x['acc'] for x in r])} | {fmt([x['retention'] for x in r], 3)} | "
