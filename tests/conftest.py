@@ -59,9 +59,10 @@ def cli(tmp_path):
         counter["n"] += 1
         run_dir = tmp_path / f"run{counter['n']}"
         dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []), *args,
-               f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}",
-               *(TINY_OVERRIDES if tiny is True else tiny or [])]
+        # The tiny sizes come first so that a test's own overrides win (Hydra keeps the last).
+        cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []),
+               *(TINY_OVERRIDES if tiny is True else tiny or []), *args,
+               f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
         return CLIResult(proc, run_dir)

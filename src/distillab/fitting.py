@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -20,9 +21,12 @@ def _test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def fit_and_test(
-    module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int
+    module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int,
+    extra_callbacks: Sequence[L.Callback] = (), test_best: bool = True,
 ) -> dict[str, float]:
-    """Train ``module`` with the configured Trainer, callbacks and logger; test its best checkpoint.
+    """Train ``module`` with the configured Trainer, callbacks and logger; test its best
+    checkpoint (or, with ``test_best=False``, the weights training ended with: under gradual
+    pruning the best validation score comes from an early, denser model).
 
     Checkpoints go to ``<run dir>/checkpoints/<role>/`` and TensorBoard to ``tensorboard/<role>/``.
     """
@@ -31,7 +35,7 @@ def fit_and_test(
     callbacks = [
         build(node, f"callbacks.{name}", **({"dirpath": str(run_dir / "checkpoints" / role)} if "dirpath" in node else {}))
         for name, node in (cfg.get("callbacks") or {}).items()
-    ]
+    ] + list(extra_callbacks)
     logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -39,7 +43,7 @@ def fit_and_test(
                     default_root_dir=str(run_dir))
     log.info("training %s for %d epochs", role, max_epochs)
     trainer.fit(module, datamodule=datamodule)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and test_best else ""
     return _test_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False))
 
 

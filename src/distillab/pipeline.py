@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from distillab.compress import compress, compression_rows, plan_compression
 from distillab.config import ConfigError, build, check_choice, check_int, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.domains import accuracy_by_domain
@@ -108,6 +109,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None
+    plan = plan_compression(cfg)
     init_layers = None
     if wants_student:
         check_loss(cfg, loss, student_init, teachers)
@@ -144,8 +146,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         student = copy.deepcopy(student_init)
         frozen = Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
         module = DistillationModule(student, frozen, loss, datamodule.num_classes, optimizer)
+        gradual = [plan.gradual] if plan.gradual else []
         test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
-                                                     cfg.seed))
+                                                     cfg.seed, gradual, test_best=not gradual))
         metrics["student"] = {"params": student.num_parameters, "test": test}
         trained["student"] = student
     if wants_baseline:
@@ -156,6 +159,20 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
         trained["baseline"] = baseline
 
+    if wants_student:
+        def recover(model: TransformerClassifier, epochs: int) -> dict[str, float]:
+            frozen = Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
+            module = DistillationModule(model, frozen, loss, datamodule.num_classes, optimizer)
+            return fit_and_test(module, "pruned", cfg, datamodule, epochs, cfg.seed)
+
+        def test(model: TransformerClassifier) -> dict[str, float]:
+            return test_only(ClassifierModule(model, datamodule.num_classes), cfg, datamodule)
+
+        entries, compressed = timed("compression", lambda: compress(
+            plan, cfg, datamodule, trained["student"], teachers[0] if teachers else None, recover, test))
+        metrics.update(entries)
+        if "pruned" in compressed:
+            trained["pruned"] = compressed["pruned"]
     if datamodule.num_domains > 1:
         entries = [*zip(metrics.get("teachers", []), teachers), *((metrics[r], m) for r, m in trained.items())]
         for entry, model in entries:
@@ -167,6 +184,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             metrics["reference_acc"] = reference
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
+    if wants_student:
+        report_models = {"teacher": teachers[0], **trained, **compressed}
+        report_models.pop("baseline", None)
+        rows = compression_rows(report_models, datamodule, metrics.get("reference_acc"))
+        metrics["compression"] = {row.pop("name"): row for row in rows}
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     write_report(metrics, run_dir, overrides or [])

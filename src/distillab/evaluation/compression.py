@@ -211,7 +211,7 @@ def compression_row(
     }
 
 
-def _cell(key: str, value: Any) -> str:
+def format_cell(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if key == "name":
@@ -232,5 +232,5 @@ def compression_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         "|" + "|".join("---" if key == "name" else "---:" for key, _ in COLUMNS) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(key, row.get(key)) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_cell(key, row.get(key)) for key, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,107 @@
+"""After training: prune (and recover), quantize to int8, export to ONNX, and measure.
+
+    trained student ──prune──> pruned ──recovery epochs of distillation──> pruned'
+        ──make masks permanent──> int8 (dynamic, Linear layers) ──> ONNX (+ onnxruntime check)
+
+Every model on the way gets a row in the compression report: parameters, non-zero
+parameters, size on disk (dense state dict, and zlib-compressed), CPU latency at batch 1
+and 64, test accuracy and retention of the teacher's accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from distillab.config import ConfigError, build, check_choice
+from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.evaluation.compression import compression_row, count_nonzero, count_parameters, example_inputs
+from distillab.export import export_onnx, onnx_agreement, quantize_int8
+from distillab.models.output import TransformerClassifier
+from distillab.pruning import GradualPruning, make_permanent
+from distillab.pruning.steps import PruningStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressionPlan:
+    pruning: PruningStep | GradualPruning | None
+    quantize: str
+    onnx: bool
+
+    @property
+    def gradual(self) -> GradualPruning | None:
+        return self.pruning if isinstance(self.pruning, GradualPruning) else None
+
+    @property
+    def step(self) -> PruningStep | None:
+        return self.pruning if isinstance(self.pruning, PruningStep) else None
+
+
+def plan_compression(cfg: DictConfig) -> CompressionPlan:
+    """Build and check the compression keys before anything trains."""
+    pruning = build(cfg.pruning, "pruning") if cfg.get("pruning") else None
+    if pruning is not None and not isinstance(pruning, (PruningStep, GradualPruning)):
+        raise ConfigError("pruning", cfg.pruning.get("_target_"), "must build a pruning step or GradualPruning")
+    quantize = check_choice("quantize", cfg.quantize, ("none", "int8"))
+    onnx = check_choice("export.onnx", cfg.export.onnx, (True, False))
+    if cfg.stage not in ("all", "distill") and (pruning is not None or quantize != "none" or onnx):
+        raise ConfigError("stage", cfg.stage, "pruning, quantize and export need a student: use stage=all or distill")
+    return CompressionPlan(pruning, quantize, onnx)
+
+
+def compress(
+    plan: CompressionPlan,
+    cfg: DictConfig,
+    datamodule: TensorDataModule,
+    student: TransformerClassifier,
+    teacher: TransformerClassifier | None,
+    recover: Callable[[TransformerClassifier, int], dict[str, float]],
+    test: Callable[[TransformerClassifier], dict[str, float]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the plan on the trained student (or teacher, for ``pruning.target=teacher``).
+
+    ``recover(model, epochs)`` distills a pruned student for a few epochs and returns its
+    test metrics; ``test(model)`` tests a model. Returns (metrics entries, final models by name).
+    """
+    entries: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    final = student
+    if plan.gradual is not None:
+        plan.gradual.finalize(student)
+    step = plan.step
+    if step is not None:
+        source = teacher if step.target == "teacher" else student
+        if source is None:
+            raise ConfigError("pruning.target", step.target, "no such model in this run")
+        pruned = copy.deepcopy(source)
+        report = step(pruned, datamodule.val_dataloader())
+        log.info("pruned the %s: %s", step.target, report)
+        if step.recovery_epochs and step.target == "student":
+            result = recover(pruned, step.recovery_epochs)
+        else:
+            result = test(pruned)
+        make_permanent(pruned)
+        entries["pruned"] = {"params": count_parameters(pruned), "nonzero_params": count_nonzero(pruned),
+                             "test": result, "pruning": report, "target": step.target}
+        models["pruned"] = pruned
+        if step.target == "student":
+            final = pruned
+    if plan.quantize == "int8":
+        models["int8"] = quantize_int8(final)
+    if plan.onnx:
+        path = export_onnx(final, example_inputs(datamodule, 2), Path(cfg.paths.output_dir) / "student.onnx")
+        entries["onnx"] = {"path": str(path), **onnx_agreement(path, final, datamodule.test_dataloader())}
+        log.info("exported %s: top-1 agreement with PyTorch %.4f", path, entries["onnx"]["top1_agreement"])
+    return entries, models
+
+
+def compression_rows(models: dict[str, Any], datamodule: TensorDataModule, reference_acc: float | None) -> list[dict]:
+    """One report row per model, in pipeline order."""
+    return [compression_row(name, model, datamodule, reference_acc) for name, model in models.items()]
