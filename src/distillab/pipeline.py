@@ -189,6 +189,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         report_models.pop("baseline", None)
         rows = compression_rows(report_models, datamodule, metrics.get("reference_acc"))
         metrics["compression"] = {row.pop("name"): row for row in rows}
+        if cfg.get("logger"):
+            logger = build(cfg.logger, "logger", version="compression")
+            logger.log_metrics({f"compression/{name}/{k}": float(v) for name, row in metrics["compression"].items()
+                                for k, v in row.items() if isinstance(v, (int, float))})
+            logger.finalize("success")
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     write_report(metrics, run_dir, overrides or [])
