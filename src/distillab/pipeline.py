@@ -185,7 +185,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
     if wants_student:
-        report_models = {"teacher": teachers[0], **trained, **compressed}
+        report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
         rows = compression_rows(report_models, datamodule, metrics.get("reference_acc"))
         metrics["compression"] = {row.pop("name"): row for row in rows}
