@@ -102,6 +102,15 @@ def compress(
     return entries, models
 
 
-def compression_rows(models: dict[str, Any], datamodule: TensorDataModule, reference_acc: float | None) -> list[dict]:
-    """One report row per model, in pipeline order."""
-    return [compression_row(name, model, datamodule, reference_acc) for name, model in models.items()]
+def compression_report(cfg: DictConfig, models: dict[str, Any], datamodule: TensorDataModule,
+                       reference_acc: float | None) -> dict[str, dict[str, Any]]:
+    """One row per model, in pipeline order, also sent to TensorBoard as ``compression/<model>/<figure>``."""
+    rows = {name: compression_row(name, model, datamodule, reference_acc) for name, model in models.items()}
+    for row in rows.values():
+        row.pop("name")
+    if cfg.get("logger"):
+        logger = build(cfg.logger, "logger", version="compression")
+        logger.log_metrics({f"compression/{name}/{k}": float(v) for name, row in rows.items()
+                            for k, v in row.items() if isinstance(v, (int, float))})
+        logger.finalize("success")
+    return rows

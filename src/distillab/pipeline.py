@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.compress import compress, compression_rows, plan_compression
+from distillab.compress import compress, compression_report, plan_compression
 from distillab.config import ConfigError, build, check_choice, check_int, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.domains import accuracy_by_domain
@@ -133,6 +133,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
                                for s, m in zip(specs, teachers)]
     if init_layers is not None:
         init_from_teacher(student_init, teachers[0], init_layers)
+
+    def frozen_teachers() -> Teachers:
+        return Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
+
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
         test = timed("student", lambda: fit_and_test(MutualModule(peers, loss, datamodule.num_classes, optimizer),
@@ -144,8 +148,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         trained["student"] = peers[1]
     elif wants_student:
         student = copy.deepcopy(student_init)
-        frozen = Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
-        module = DistillationModule(student, frozen, loss, datamodule.num_classes, optimizer)
+        module = DistillationModule(student, frozen_teachers(), loss, datamodule.num_classes, optimizer)
         gradual = [plan.gradual] if plan.gradual else []
         test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
                                                      cfg.seed, gradual, test_best=not gradual))
@@ -161,8 +164,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 
     if wants_student:
         def recover(model: TransformerClassifier, epochs: int) -> dict[str, float]:
-            frozen = Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
-            module = DistillationModule(model, frozen, loss, datamodule.num_classes, optimizer)
+            module = DistillationModule(model, frozen_teachers(), loss, datamodule.num_classes, optimizer)
             return fit_and_test(module, "pruned", cfg, datamodule, epochs, cfg.seed)
 
         def test(model: TransformerClassifier) -> dict[str, float]:
@@ -187,13 +189,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     if wants_student:
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
-        rows = compression_rows(report_models, datamodule, metrics.get("reference_acc"))
-        metrics["compression"] = {row.pop("name"): row for row in rows}
-        if cfg.get("logger"):
-            logger = build(cfg.logger, "logger", version="compression")
-            logger.log_metrics({f"compression/{name}/{k}": float(v) for name, row in metrics["compression"].items()
-                                for k, v in row.items() if isinstance(v, (int, float))})
-            logger.finalize("success")
+        metrics["compression"] = compression_report(cfg, report_models, datamodule, metrics.get("reference_acc"))
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     write_report(metrics, run_dir, overrides or [])
