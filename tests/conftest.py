@@ -26,6 +26,15 @@ TINY_OVERRIDES = [
 ]
 
 
+def stored_teachers(teachers_dir: Path) -> list[Path]:
+    """Teacher entries of a store (its cached outputs live beside them, under outputs/)."""
+    return [p for p in teachers_dir.iterdir() if (p / "weights.pt").is_file()]
+
+
+def cached_outputs(teachers_dir: Path) -> list[Path]:
+    return [p for p in (teachers_dir / "outputs").iterdir() if p.is_dir()]
+
+
 @pytest.fixture
 def digits() -> DigitsDataModule:
     dm = DigitsDataModule(batch_size=64)

@@ -54,12 +54,13 @@ def check_number(
     return float(value)
 
 
-def check_int(key: str, value: Any, *, low: int | None = None) -> int:
-    """Return ``value`` after checking it is an integer (not a bool) >= ``low``."""
-    allowed = "must be an integer" + (f" >= {low}" if low is not None else "")
+def check_int(key: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` after checking it is an integer (not a bool) in [``low``, ``high``]."""
+    allowed = "must be an integer" + (f" >= {low}" if low is not None else "") + (
+        f"{' and' if low is not None else ''} <= {high}" if high is not None else "")
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(key, value, allowed)
-    if low is not None and value < low:
+    if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(key, value, allowed)
     return value
 

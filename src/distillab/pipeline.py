@@ -17,7 +17,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.compress import compress, compression_report, plan_compression
-from distillab.config import ConfigError, build, check_choice, check_int, section
+from distillab.config import ConfigError, build, check_choice, check_int, check_number, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.report import print_summary, write_report
@@ -28,6 +28,8 @@ from distillab.models.output import TransformerClassifier
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
 from distillab.teachers import FrozenTeacher
+from distillab.teachers.cache import MODES as CACHE_MODES
+from distillab.teachers.cache import TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
 from distillab.teachers.provide import provide_teacher, teacher_specs
 
@@ -45,6 +47,9 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("baseline", cfg.baseline, (True, False))
     check_choice("teacher.per_domain", cfg.teacher.per_domain, (True, False))
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
+    check_choice("teacher.cache", cfg.teacher.cache, CACHE_MODES)
+    check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
+    check_choice("compile", cfg.compile, (True, False))
     if cfg.mode == "mutual" and cfg.stage != "all":
         raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
     if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
@@ -81,6 +86,14 @@ def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teach
         loss.setup(student.shape, [t.shape for t in teachers])
 
 
+def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
+    """An explicit cache mode with augmented training inputs would serve stale outputs."""
+    if cfg.mode == "offline" and cfg.teacher.cache in ("memory", "disk") and datamodule.inputs_vary("train"):
+        raise ConfigError("teacher.cache", cfg.teacher.cache, "the training inputs are augmented (new every epoch), so "
+                          "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
+                          "batches, cached on val/test) or off")
+
+
 def reference_accuracy(teachers: list[dict[str, Any]], datamodule: TensorDataModule, per_domain: bool) -> float:
     """What the student is measured against: the teacher, the best of several, or the
     per-domain teachers together (each on its own domain) over the whole test split."""
@@ -113,6 +126,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     init_layers = None
     if wants_student:
         check_loss(cfg, loss, student_init, teachers)
+        check_cache(cfg, datamodule)
         if cfg.student_init.from_teacher:
             with section("student_init"):
                 init_layers = check_init_from_teacher(student_init, teachers[0], cfg.student_init.layers,
@@ -137,6 +151,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     def frozen_teachers() -> Teachers:
         return Teachers([FrozenTeacher(t) for t in teachers], route_by_domain=cfg.teacher.per_domain)
 
+    # One cache for the run: the pruned student's recovery reads what the student's run built.
+    cache = TeacherOutputCache(cfg.teacher.cache, cfg.paths.teachers_dir, cfg.teacher.cache_budget_mb)
+
+    def distiller(model: TransformerClassifier) -> DistillationModule:
+        return DistillationModule(model, frozen_teachers(), loss, datamodule.num_classes, optimizer, cache,
+                                  compile_model=cfg.compile)
+
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
         test = timed("student", lambda: fit_and_test(MutualModule(peers, loss, datamodule.num_classes, optimizer),
@@ -148,7 +169,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         trained["student"] = peers[1]
     elif wants_student:
         student = copy.deepcopy(student_init)
-        module = DistillationModule(student, frozen_teachers(), loss, datamodule.num_classes, optimizer)
+        module = distiller(student)
         gradual = [plan.gradual] if plan.gradual else []
         test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
                                                      cfg.seed, gradual, test_best=not gradual))
@@ -156,7 +177,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         trained["student"] = student
     if wants_baseline:
         baseline = copy.deepcopy(student_init)
-        module = ClassifierModule(baseline, datamodule.num_classes, optimizer)
+        module = ClassifierModule(baseline, datamodule.num_classes, optimizer, compile_model=cfg.compile)
         test = timed("baseline", lambda: fit_and_test(module, "baseline", cfg, datamodule, cfg.trainer.max_epochs,
                                                       cfg.seed))
         metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
@@ -164,8 +185,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 
     if wants_student:
         def recover(model: TransformerClassifier, epochs: int) -> dict[str, float]:
-            module = DistillationModule(model, frozen_teachers(), loss, datamodule.num_classes, optimizer)
-            return fit_and_test(module, "pruned", cfg, datamodule, epochs, cfg.seed)
+            return fit_and_test(distiller(model), "pruned", cfg, datamodule, epochs, cfg.seed)
 
         def test(model: TransformerClassifier) -> dict[str, float]:
             return test_only(ClassifierModule(model, datamodule.num_classes), cfg, datamodule)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import cached_outputs, stored_teachers
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +65,9 @@ def test_multirun_trains_the_teacher_once(cli, tmp_path):
     assert len(runs) == 4
     sources = sorted(json.loads(p.read_text())["teacher"]["source"] for p in runs)
     assert sources == ["store", "store", "store", "trained"]
-    assert len([p for p in (tmp_path / "teachers").iterdir() if not p.name.startswith(".")]) == 1
+    assert len(stored_teachers(tmp_path / "teachers")) == 1
+    # Its outputs on train, val and test were computed by the first job and read by the others.
+    assert len(cached_outputs(tmp_path / "teachers")) == 3
     configs = {(json.loads(p.read_text())["student"]["test"]["acc"], p.parent.name) for p in runs}
     assert len(configs) == 4
 
@@ -80,7 +83,8 @@ def test_stage_teacher_then_distill_from_its_checkpoint_then_baseline(cli, tmp_p
     m = distill.metrics
     assert m["teacher"]["source"] == "checkpoint" and "student" in m and "baseline" not in m
     assert m["teacher"]["test"]["acc"] == pytest.approx(teacher.metrics["teacher"]["test"]["acc"])
-    assert not (tmp_path / "empty_store").exists()
+    # No teacher is stored (it came from a checkpoint); only its cached outputs are.
+    assert [p.name for p in (tmp_path / "empty_store").iterdir()] == ["outputs"]
     baseline = cli("experiment=digits_kd", "stage=baseline")
     assert baseline.returncode == 0, baseline.stderr[-3000:]
     assert set(baseline.metrics) & {"teacher", "student", "baseline"} == {"baseline"}
@@ -101,6 +105,10 @@ BAD_INPUTS = [
     (["loss=fitnet", "loss.terms.hidden.layers=[[9,1]]"], "loss.terms.hidden.layers"),
     (["loss=dkd", "loss.terms.dkd.beta=-1"], "loss.terms.dkd.beta"),
     (["experiment=digits_kd", "teacher.per_domain=true"], "teacher.per_domain"),
+    (["teacher.cache=sometimes"], "teacher.cache"),
+    (["teacher.cache=memory", "data.random_shift=1"], "teacher.cache"),
+    (["data.random_shift=7"], "data.random_shift"),
+    (["teacher.cache_budget_mb=-5"], "teacher.cache_budget_mb"),
 ]
 
 

@@ -2,6 +2,7 @@
 a student of different depth and width (tiny sizes)."""
 
 import pytest
+from conftest import stored_teachers
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ def test_multi_teacher(cli, tmp_path):
     m = result.metrics
     assert [t["role"] for t in m["teachers"]] == ["teacher0", "teacher1"]
     assert m["teachers"][0]["params"] != m["teachers"][1]["params"]
-    assert len([p for p in (tmp_path / "teachers").iterdir() if not p.name.startswith(".")]) == 2
+    assert len(stored_teachers(tmp_path / "teachers")) == 2
     assert m["reference_acc"] == max(t["test"]["acc"] for t in m["teachers"])
     assert "| teacher1 |" in (result.run_dir / "report.md").read_text()
 

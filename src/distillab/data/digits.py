@@ -1,11 +1,14 @@
 """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; no download).
 
-Images are scaled from 0..16 to [0, 1] and shaped [N, 1, 8, 8] for a ViT. The
+Images are scaled from 0..16 to [0, 1] and shaped [N, 1, 8, 8] for a ViT. ``random_shift``
+> 0 translates training images by up to that many pixels, anew every epoch. The
 train/val/test split is stratified and fixed by ``split_seed``, independent of the run's
 training seed, so every run and every teacher sees the same test set.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from sklearn.datasets import load_digits
@@ -13,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillab.config import ConfigError, check_int, check_number
+from distillab.data.augment import random_shift as _shift
 from distillab.data.tensor_datamodule import TensorDataModule
 
 
@@ -29,8 +33,12 @@ class DigitsDataModule(TensorDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        random_shift: int = 0,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self.random_shift = check_int("random_shift", random_shift, low=0, high=self.image_size // 2)
+        if self.random_shift:
+            self.augmentation = partial(_shift, max_shift=self.random_shift)
         self.val_fraction = check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
         self.test_fraction = check_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
         if self.val_fraction + self.test_fraction >= 0.9:

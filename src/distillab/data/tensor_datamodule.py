@@ -8,6 +8,7 @@ epochs, shuffling and DDP sharding, which is what a teacher-output cache is keye
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -56,7 +57,10 @@ class IndexedTensorDataset(Dataset):
         return len(self.labels)
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.batch(torch.as_tensor(indices, dtype=torch.long))
+
+    def batch(self, idx: Tensor) -> dict[str, Any]:
+        """The samples at positions ``idx`` as one batch dict."""
         batch = {"inputs": take_inputs(self.inputs, idx), "labels": self.labels[idx], "index": idx}
         batch.update({k: v[idx] for k, v in self.extras.items()})
         return batch
@@ -76,6 +80,9 @@ class TensorDataModule(L.LightningDataModule):
 
     num_classes: int
     num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
+    # Random transform of training inputs (on device, after transfer); None: inputs are the
+    # same every epoch, so a teacher's outputs on them can be cached.
+    augmentation: Callable[[Inputs], Inputs] | None = None
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 0):
         super().__init__()
@@ -99,6 +106,16 @@ class TensorDataModule(L.LightningDataModule):
         view = copy.copy(self)
         view.splits = {k: ds.subset(ds.extras["domain"] == domain) for k, ds in self.splits.items()}
         return view
+
+    def inputs_vary(self, split: str) -> bool:
+        """Whether ``split``'s inputs change from epoch to epoch (random augmentation)."""
+        return split == "train" and self.augmentation is not None
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        trainer = getattr(self, "trainer", None)
+        if self.augmentation is not None and trainer is not None and trainer.training:
+            batch = {**batch, "inputs": self.augmentation(batch["inputs"])}
+        return batch
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:

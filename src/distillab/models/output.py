@@ -8,6 +8,7 @@ caller asks for them, because both cost memory and, for attentions, a slower ker
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -32,6 +33,11 @@ class ModelOutput:
     logits: Tensor
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
+    def apply(self, fn: Callable[[Tensor], Tensor]) -> ModelOutput:
+        """The same output with ``fn`` applied to every tensor."""
+        layers = lambda t: tuple(map(fn, t)) if t is not None else None  # noqa: E731
+        return ModelOutput(fn(self.logits), layers(self.hidden_states), layers(self.attentions))
 
 
 class TransformerClassifier(nn.Module):

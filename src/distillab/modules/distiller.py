@@ -14,7 +14,8 @@ from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
-from distillab.teachers.ensemble import Teachers
+from distillab.teachers.cache import SplitRequest, TeacherOutputCache
+from distillab.teachers.ensemble import Teachers, top1
 from distillab.teachers.frozen import FrozenTeacher
 
 # Lightning warns about sub-modules in eval mode at the start of fit; the frozen teacher is
@@ -25,9 +26,11 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 class DistillationModule(ClassifierModule):
     """Trains ``student`` (``self.model``) with ``loss(student_out, teacher_out, batch)``.
 
-    ``teachers`` is one frozen teacher or several (see teachers/ensemble.py). Also logs
-    teacher-student top-1 agreement on val and test. Teachers are not part of the
-    checkpoint: they are frozen, stored elsewhere, and would only make checkpoints large.
+    ``teachers`` is one frozen teacher or several (see teachers/ensemble.py). Their outputs
+    come from ``cache`` (teachers/cache.py) where it can serve them, built when fitting or
+    testing starts, else from a forward on the batch. Also logs teacher-student top-1
+    agreement on val and test. Teachers are not part of the checkpoint: they are frozen,
+    stored elsewhere, and would only make checkpoints large.
     """
 
     def __init__(
@@ -37,28 +40,53 @@ class DistillationModule(ClassifierModule):
         loss: CompositeLoss,
         num_classes: int,
         optimizer: OptimizerConfig | None = None,
+        cache: TeacherOutputCache | None = None,
+        compile_model: bool = False,
     ):
-        super().__init__(student, num_classes, optimizer)
+        super().__init__(student, num_classes, optimizer, compile_model)
         self.teachers = teachers if isinstance(teachers, Teachers) else Teachers([teachers])
         self.loss = loss
+        self.cache = cache or TeacherOutputCache("off")
         self.val_agreement = MeanMetric()
         self.test_agreement = MeanMetric()
 
     def _outputs_needed(self) -> dict[str, bool]:
         return {"hidden_states": "hidden_states" in self.loss.needs, "attentions": "attentions" in self.loss.needs}
 
+    def teacher_outputs(self, batch: dict[str, Any], split: str, **needs: bool) -> Any:
+        cached = self.cache.lookup(split, batch["index"])
+        return cached if cached is not None else self.teachers(batch, **needs)
+
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
         needs = self._outputs_needed()
-        student_out = self.model(batch["inputs"], **needs)
-        teacher_out = self.teachers(batch, **needs)
-        return self.loss(student_out, teacher_out, batch)
+        student_out = self.run_model(batch["inputs"], **needs)
+        return self.loss(student_out, self.teacher_outputs(batch, "train", **needs), batch)
 
     def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
         out = super().evaluate(batch, split)
         agreement = self.val_agreement if split == "val" else self.test_agreement
-        agreement.update((out.logits.argmax(-1) == self.teachers.top1(batch)).float())
-        self.log(f"{split}/agreement", agreement, batch_size=len(batch["labels"]))
+        agreement.update((out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float())
         return out
+
+    def _prepare_cache(self, split: str, **needs: bool) -> None:
+        data = self.trainer.datamodule
+        if self.cache.mode == "off" or split not in getattr(data, "splits", {}):
+            return  # loaders not from a TensorDataModule: nothing to index into
+        self.cache.prepare(self.teachers, SplitRequest(
+            split, data.splits[split], inputs_vary=data.inputs_vary(split), batch_size=data.eval_batch_size,
+            device=self.device, precision=str(self.trainer.precision),
+            context=self.trainer.precision_plugin.forward_context, **needs))
+
+    def on_fit_start(self) -> None:
+        self._prepare_cache("train", **self._outputs_needed())
+        self._prepare_cache("val")
+
+    def on_test_start(self) -> None:
+        self._prepare_cache("test")
+
+    def log_evaluation(self, split: str) -> None:
+        super().log_evaluation(split)
+        self.log(f"{split}/agreement", self.val_agreement if split == "val" else self.test_agreement)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         # The loss may own learned projections (student width -> teacher width).

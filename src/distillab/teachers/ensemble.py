@@ -40,8 +40,16 @@ class Teachers(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
-    @torch.no_grad()
     def forward(self, batch: dict[str, Any], hidden_states: bool = False, attentions: bool = False) -> Any:
+        if torch.is_inference_mode_enabled():
+            return self._forward(batch, hidden_states, attentions)
+        with torch.inference_mode():
+            out = self._forward(batch, hidden_states, attentions)
+        # Tensors made in inference mode cannot be saved for backward, which a loss may need
+        # (e.g. cosine similarity to a teacher hidden state); copies can.
+        return [o.apply(Tensor.clone) for o in out] if isinstance(out, list) else out.apply(Tensor.clone)
+
+    def _forward(self, batch: dict[str, Any], hidden_states: bool, attentions: bool) -> Any:
         inputs = batch["inputs"]
         if not self.route_by_domain:
             outs = [t(inputs, hidden_states, attentions) for t in self.members]
@@ -64,6 +72,10 @@ class Teachers(nn.Module):
 
     def top1(self, batch: dict[str, Any]) -> Tensor:
         """The teachers' predicted class: of the routed teacher, or of their mean distribution."""
-        out = self(batch)
-        outs = out if isinstance(out, list) else [out]
-        return torch.stack([o.logits.softmax(-1) for o in outs]).mean(0).argmax(-1)
+        return top1(self(batch))
+
+
+def top1(out: ModelOutput | list[ModelOutput]) -> Tensor:
+    """Predicted class of one teacher's output, or of several teachers' mean distribution."""
+    outs = out if isinstance(out, list) else [out]
+    return torch.stack([o.logits.float().softmax(-1) for o in outs]).mean(0).argmax(-1)

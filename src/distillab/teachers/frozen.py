@@ -13,7 +13,7 @@ class FrozenTeacher(nn.Module):
 
     ``requires_grad`` is off for every weight, dropout stays off (``train()`` is a no-op:
     Lightning calls ``module.train()`` on the whole LightningModule each epoch), and the
-    forward runs without autograd.
+    forward runs without autograd (``inference_mode``: no version counters either).
     """
 
     def __init__(self, model: TransformerClassifier):
@@ -28,7 +28,7 @@ class FrozenTeacher(nn.Module):
     def num_parameters(self) -> int:
         return self.model.num_parameters
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def forward(
         self, inputs: Tensor | dict[str, Tensor], hidden_states: bool = False, attentions: bool = False
     ) -> ModelOutput:

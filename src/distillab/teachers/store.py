@@ -5,17 +5,21 @@ its training config, the seed), so a sweep over student or loss settings trains 
 teacher once and every later run that asks for the same teacher reuses it.
 
 An entry is written into a temporary folder and renamed into place only when complete;
-``manifest.json`` (written last) holds the SHA-256 of the weights. An entry without a
+``manifest.json`` (written last) holds the SHA-256 of the weights. The same helpers keep
+the teachers' cached outputs (teachers/cache.py) under ``<teachers_dir>/outputs/``. An entry without a
 manifest, or whose weights do not match it, is treated as absent, removed and retrained.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +34,56 @@ WEIGHTS = "weights.pt"
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (DDP ranks, parallel jobs of a sweep): the first
+    to get it builds an entry, the others wait and then find it built."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def atomic_entry(root: Path, key: str, checked: tuple[str, ...]) -> Iterator[Path]:
+    """Yield a temporary folder to fill; then write the manifest (SHA-256 of the ``checked``
+    files, written last) and rename the folder to ``root/key`` in one step."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        manifest = {"key": key, "sha256": {name: sha256_file(tmp / name) for name in checked}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        final = root / key
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify_entry(entry: Path) -> str | None:
+    """None if every file named in the manifest matches its hash, else what is wrong."""
+    try:
+        hashes = json.loads((entry / MANIFEST).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "incomplete (no readable manifest)"
+    for name, expected in hashes.items():
+        if not (entry / name).is_file() or sha256_file(entry / name) != expected:
+            return f"corrupt ({name} does not match the manifest)"
+    return None
 
 
 def teacher_key(parts: dict[str, Any]) -> str:
@@ -65,30 +113,18 @@ class TeacherStore:
 
     @staticmethod
     def _verify(entry: Path) -> str | None:
-        try:
-            manifest = json.loads((entry / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return "incomplete (no readable manifest)"
-        weights = entry / WEIGHTS
-        if not weights.is_file() or _sha256(weights) != manifest.get("weights_sha256"):
-            return "corrupt (weights do not match the manifest)"
-        return None
+        problem = verify_entry(entry)
+        if problem is None and not (entry / WEIGHTS).is_file():
+            problem = "incomplete (no weights)"
+        return problem
 
     def save(self, key: str, model: nn.Module, config: dict[str, Any], metrics: dict[str, Any]) -> Path:
         """Write the entry atomically: build it in a temporary folder, then rename it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        torch.save(model.state_dict(), tmp / WEIGHTS)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        manifest = {"key": key, "weights_sha256": _sha256(tmp / WEIGHTS)}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        final = self.path(key)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        return final
+        with atomic_entry(self.root, key, checked=(WEIGHTS,)) as tmp:
+            torch.save(model.state_dict(), tmp / WEIGHTS)
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        return self.path(key)
 
     def metrics(self, key: str) -> dict[str, Any]:
         return json.loads((self.path(key) / "metrics.json").read_text())

@@ -1,0 +1,131 @@
+"""Teacher output cache: lookups equal live forwards, keys follow weights and data, disk reuse."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from distillab.data import DigitsDataModule
+from distillab.data.digits_domains import DigitsDomainsDataModule
+from distillab.models.output import ModelOutput
+from distillab.teachers import FrozenTeacher
+from distillab.teachers.cache import OUTPUTS, SplitRequest, TeacherOutputCache, flatten, unflatten
+from distillab.teachers.ensemble import Teachers
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def assert_same(a, b) -> None:
+    fa, fb = flatten(a), flatten(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        torch.testing.assert_close(fa[k], fb[k], **TOL)
+
+
+def live(teachers: Teachers, dataset, idx: torch.Tensor, **needs):
+    return teachers(dataset.batch(idx), **needs)
+
+
+def test_flatten_unflatten_round_trip():
+    one = ModelOutput(torch.randn(3, 4), (torch.randn(3, 2, 5),) * 2, None)
+    two = [one, ModelOutput(torch.randn(3, 4))]
+    for out in (one, two):
+        back = unflatten(flatten(out))
+        assert_same(back, out)
+        assert isinstance(back, list) == isinstance(out, list)
+    assert unflatten(flatten(one)).attentions is None
+
+
+def test_memory_cache_equals_live_forward_for_shuffled_indices(digits, tiny_vit):
+    teachers = Teachers([FrozenTeacher(tiny_vit()), FrozenTeacher(tiny_vit(num_layers=1))])
+    train = digits.splits["train"]
+    cache = TeacherOutputCache("memory")
+    cache.prepare(teachers, SplitRequest("train", train, hidden_states=True, attentions=True, batch_size=100))
+    idx = torch.randperm(len(train))[:64]
+    cached = cache.lookup("train", idx)
+    assert isinstance(cached, list) and cached[0].attentions is not None and len(cached[1].hidden_states) == 2
+    assert_same(cached, live(teachers, train, idx, hidden_states=True, attentions=True))
+    assert cache.lookup("val", idx) is None  # never prepared: the caller runs the teacher
+
+
+def test_routed_teachers_are_cached_per_sample_domain(tiny_vit):
+    data = DigitsDomainsDataModule()
+    data.setup()
+    teachers = Teachers([FrozenTeacher(tiny_vit()), FrozenTeacher(tiny_vit(hidden_size=16))], route_by_domain=True)
+    cache = TeacherOutputCache("memory")
+    cache.prepare(teachers, SplitRequest("val", data.splits["val"]))
+    idx = torch.arange(len(data.splits["val"])).flip(0)
+    assert_same(cache.lookup("val", idx), live(teachers, data.splits["val"], idx))
+
+
+def test_cached_outputs_can_be_saved_for_backward(digits, tiny_vit):
+    """Made under inference_mode, yet a loss that saves them for backward must work."""
+    teachers = Teachers([FrozenTeacher(tiny_vit())])
+    cache = TeacherOutputCache("memory")
+    cache.prepare(teachers, SplitRequest("train", digits.splits["train"], hidden_states=True))
+    target = cache.lookup("train", torch.arange(8)).hidden_states[-1]
+    student = torch.randn(target.shape, requires_grad=True)
+    torch.nn.functional.cosine_similarity(student, target, dim=-1).sum().backward()
+    live_target = teachers(digits.splits["train"].batch(torch.arange(8)), hidden_states=True).hidden_states[-1]
+    torch.nn.functional.cosine_similarity(student, live_target, dim=-1).sum().backward()
+
+
+def test_disk_cache_is_reused_by_a_later_run_and_rebuilt_when_a_weight_changes(digits, tiny_vit, tmp_path):
+    model = tiny_vit()
+    teachers = Teachers([FrozenTeacher(model)])
+    val = digits.splits["val"]
+    first = TeacherOutputCache("disk", tmp_path)
+    first.prepare(teachers, SplitRequest("val", val))
+    assert len(first.built) == 1
+    entries = [p for p in (tmp_path / "outputs").iterdir() if p.is_dir()]
+    assert [p.name for p in entries] == first.built and (entries[0] / OUTPUTS).is_file()
+
+    later = TeacherOutputCache("disk", tmp_path)  # a new run: nothing computed, read from disk
+    later.prepare(teachers, SplitRequest("val", val))
+    assert later.built == []
+    idx = torch.tensor([5, 0, 17])
+    assert_same(later.lookup("val", idx), live(teachers, val, idx))
+
+    with torch.no_grad():
+        model.model.classifier.weight[0, 0] += 1.0  # one weight of the teacher
+    changed = TeacherOutputCache("disk", tmp_path)
+    changed.prepare(teachers, SplitRequest("val", val))
+    assert len(changed.built) == 1 and changed.built != first.built
+    assert_same(changed.lookup("val", idx), live(teachers, val, idx))
+
+
+def test_other_data_or_other_requests_get_their_own_entries(tiny_vit, tmp_path):
+    teachers = Teachers([FrozenTeacher(tiny_vit())])
+    a, b = DigitsDataModule(split_seed=0), DigitsDataModule(split_seed=1)
+    a.setup(), b.setup()
+    cache = TeacherOutputCache("disk", tmp_path)
+    keys = {cache.key(teachers, SplitRequest("val", a.splits["val"])),
+            cache.key(teachers, SplitRequest("val", b.splits["val"])),
+            cache.key(teachers, SplitRequest("val", a.splits["val"], hidden_states=True)),
+            cache.key(teachers, SplitRequest("val", a.splits["val"], precision="bf16-mixed"))}
+    assert len(keys) == 4
+
+
+def test_damaged_cache_file_is_detected_and_rebuilt(digits, tiny_vit, tmp_path):
+    teachers = Teachers([FrozenTeacher(tiny_vit())])
+    val = digits.splits["val"]
+    TeacherOutputCache("disk", tmp_path).prepare(teachers, SplitRequest("val", val))
+    (outputs,) = (tmp_path / "outputs").glob(f"*/{OUTPUTS}")
+    outputs.write_bytes(outputs.read_bytes()[:100])
+    again = TeacherOutputCache("disk", tmp_path)
+    again.prepare(teachers, SplitRequest("val", val))
+    assert len(again.built) == 1
+    assert_same(again.lookup("val", torch.arange(4)), live(teachers, val, torch.arange(4)))
+
+
+def test_over_budget_or_augmented_splits_are_left_to_the_live_teacher(digits, tiny_vit, caplog):
+    caplog.set_level(logging.INFO)
+    teachers = Teachers([FrozenTeacher(tiny_vit())])
+    small = TeacherOutputCache("memory", budget_mb=0.01)
+    small.prepare(teachers, SplitRequest("train", digits.splits["train"], hidden_states=True))
+    assert not small.cached("train") and "cache_budget_mb" in caplog.text
+    augmented = TeacherOutputCache("memory")
+    augmented.prepare(teachers, SplitRequest("train", digits.splits["train"], inputs_vary=True))
+    assert not augmented.cached("train") and "augmented" in caplog.text
+    assert augmented.lookup("train", torch.arange(3)) is None
