@@ -20,6 +20,7 @@ TINY_STUDENT = dict(hidden_size=16, num_layers=1, num_heads=1, intermediate_size
 TINY_OVERRIDES = [
     "teacher.max_epochs=2",
     "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=5",
     *(f"model.teacher.{k}={v}" for k, v in TINY_TEACHER.items()),
     *(f"model.student.{k}={v}" for k, v in TINY_STUDENT.items()),
     "callbacks.progress_bar.refresh_rate=1000",

@@ -174,6 +174,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
                                                      cfg.seed, gradual, test_best=not gradual))
         metrics["student"] = {"params": student.num_parameters, "test": test}
+        metrics["teacher_cache"] = cache.summary()
         trained["student"] = student
     if wants_baseline:
         baseline = copy.deepcopy(student_init)

@@ -79,7 +79,8 @@ def test_mutual(cli, tmp_path):
 
 def test_student_initialised_from_teacher_layers(cli):
     tiny = ["teacher.max_epochs=2", "trainer.max_epochs=1", "model.teacher.hidden_size=32", "model.teacher.num_layers=4",
-            "model.teacher.num_heads=2", "model.teacher.intermediate_size=64", "callbacks.progress_bar.refresh_rate=1000"]
+            "model.teacher.num_heads=2", "model.teacher.intermediate_size=64", "callbacks.progress_bar.refresh_rate=1000",
+            "trainer.log_every_n_steps=5"]
     result = cli("experiment=digits_distilbert", "baseline=false", tiny=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics

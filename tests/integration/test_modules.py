@@ -73,7 +73,7 @@ def test_projections_are_trained_and_saved_with_the_student(digits, tiny_vit, tm
     loss.setup(student.shape, [teacher.shape])
     before = loss.terms["hidden"].projections[0].weight.detach().clone()
     module = DistillationModule(student, FrozenTeacher(teacher), loss, digits.num_classes)
-    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1)
+    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, log_every_n_steps=1)
     t.fit(module, datamodule=digits)
     assert not torch.equal(loss.terms["hidden"].projections[0].weight, before), "projection not optimised"
     assert {"train/loss/hidden", "train/loss/ce"} <= set(t.logged_metrics)
@@ -90,7 +90,7 @@ def test_mutual_learning_updates_every_peer(digits, tiny_vit):
     before = [copy.deepcopy(p.state_dict()) for p in peers]
     module = MutualModule(peers, MutualLoss(), digits.num_classes, OptimizerConfig(lr=1e-2))
     assert len(list(module.trainable_parameters())) == sum(len(list(p.parameters())) for p in peers)
-    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1)
+    t = trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, log_every_n_steps=1)
     t.fit(module, datamodule=digits)
     for peer, old in zip(peers, before):
         assert any(not torch.equal(v, old[k]) for k, v in peer.state_dict().items())

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from distillab.config import check_number, section
@@ -50,5 +49,5 @@ class CompositeLoss(nn.Module):
 
     def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> LossResult:
         parts = {name: term(student_out, teacher_out, batch) for name, term in self.terms.items()}
-        total = torch.stack([self.weights[name] * value for name, value in parts.items()]).sum()
+        total = sum(self.weights[name] * value for name, value in parts.items())
         return LossResult(total, parts)

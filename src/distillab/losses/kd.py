@@ -22,6 +22,8 @@ from distillab.models.output import ModelOutput
 
 def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
     """CE(s, y) = -log softmax(s)_y, averaged over positions."""
+    if mask is None:  # one fused op: this runs every step
+        return F.cross_entropy(logits.flatten(0, -2), labels.flatten())
     per_position = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")
     return masked_mean(per_position.view(labels.shape), mask)
 
@@ -29,10 +31,11 @@ def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) ->
 def kl_to_target(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
     """T^2 * KL(p || softmax(s/T)) for a target distribution given as log p."""
     log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    p = teacher_log_probs.exp()
-    # 0 * log 0 = 0: a class the teacher rules out (logit -inf, e.g. a masked vocabulary entry)
-    # contributes nothing, instead of 0 * -inf = nan.
-    per_position = torch.where(p > 0, p * (teacher_log_probs - log_q), 0.0).sum(-1)
+    # 0 * log 0 = 0: a class the teacher rules out (log p = -inf, e.g. a masked vocabulary
+    # entry) must contribute nothing, not 0 * -inf = nan. Clamped to the lowest finite value,
+    # exp gives exactly 0 and the product is 0, in one op instead of a comparison and a select.
+    log_p = teacher_log_probs.clamp_min(torch.finfo(teacher_log_probs.dtype).min)
+    per_position = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
     return temperature**2 * masked_mean(per_position, mask)
 
 

@@ -57,9 +57,9 @@ class TeacherChoice:
     def log_probs(self, teacher_out: TeacherOut, temperature: float) -> Tensor:
         """log p of the (combined) teacher distribution at ``temperature``, shape [..., classes]."""
         outs = self.pick(teacher_out)
-        log_ps = torch.stack([F.log_softmax(upcast(o.logits) / temperature, dim=-1) for o in outs])
         if len(outs) == 1:
-            return log_ps[0]
+            return F.log_softmax(upcast(outs[0].logits) / temperature, dim=-1)
+        log_ps = torch.stack([F.log_softmax(upcast(o.logits) / temperature, dim=-1) for o in outs])
         if self.combine == "confidence":
             entropy = -torch.special.xlogy(log_ps.exp(), log_ps.exp()).sum(-1)  # [teachers, ...]; 0 log 0 = 0
             log_w = F.log_softmax(-entropy, dim=0).unsqueeze(-1)

@@ -163,6 +163,13 @@ class TeacherOutputCache:
     def cached(self, split: str) -> bool:
         return self._split_keys.get(split) is not None
 
+    def summary(self) -> dict[str, Any]:
+        """For metrics.json: the mode, which splits were served from the cache, and how many
+        entries this run computed (0 when a previous run's were reused)."""
+        return {"mode": self.mode, "cached_splits": sorted(s for s in self._split_keys if self.cached(s)),
+                "live_splits": sorted(s for s in self._split_keys if not self.cached(s)),
+                "computed_here": len(self.built)}
+
     # -- building -------------------------------------------------------------------------
 
     def _load_or_build(self, teachers: Teachers, request: SplitRequest, key: str) -> dict[str, Tensor] | None:
