@@ -11,8 +11,9 @@ METRICS = {"acc", "f1", "precision", "recall"}
 
 
 def strip_timings(metrics: dict) -> dict:
-    """Everything but wall-clock figures (stage seconds, latencies), which no seed fixes."""
-    kept = {k: v for k, v in metrics.items() if k not in ("seconds", "git_commit", "compression")}
+    """Everything but wall-clock figures (stage seconds, latencies), which no seed fixes, and
+    how much of the teacher cache this run computed (a later run reuses it)."""
+    kept = {k: v for k, v in metrics.items() if k not in ("seconds", "git_commit", "compression", "teacher_cache")}
     kept["compression"] = {name: {k: v for k, v in row.items() if not k.startswith("latency")}
                            for name, row in metrics.get("compression", {}).items()}
     return kept
@@ -50,6 +51,10 @@ def test_same_seed_same_metrics_and_damaged_store_entry_is_retrained(cli, tmp_pa
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.metrics["teacher"]["source"] == "trained"
     assert strip_timings(second.metrics) == strip_timings(first.metrics)
+    # Retrained with the same seed, the teacher has the same weights: its cached outputs
+    # (train, val, test) from the first run are reused, not computed again.
+    assert first.metrics["teacher_cache"]["computed_here"] == 3
+    assert second.metrics["teacher_cache"] == {**first.metrics["teacher_cache"], "computed_here": 0}
 
     third = cli("experiment=digits_kd", "baseline=false")  # reuses the intact entry
     assert third.returncode == 0, third.stderr[-3000:]
