@@ -218,6 +218,6 @@ class TeacherOutputCache:
             for k, v in flat.items():
                 outputs[k][start:start + len(v)] = v
         self.built.append(key)
-        log.info("teacher outputs for %s computed once: %d samples, %.1f MB", request.split, n,
+        log.info("teacher outputs for %s computed once: %d samples, %.2f MB", request.split, n,
                  sum(v.numel() * v.element_size() for v in outputs.values()) / 2**20)
         return outputs
