@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from distillab.config import ConfigError
 from distillab.data import DigitsDataModule
 from distillab.models import build_vit
 
@@ -25,6 +26,13 @@ TINY_OVERRIDES = [
     *(f"model.student.{k}={v}" for k, v in TINY_STUDENT.items()),
     "callbacks.progress_bar.refresh_rate=1000",
 ]
+
+
+def config_error_key(make) -> str:
+    """The key a ConfigError raised by ``make()`` names (fails if none is raised)."""
+    with pytest.raises(ConfigError) as err:
+        make()
+    return err.value.key
 
 
 def stored_teachers(teachers_dir: Path) -> list[Path]:
