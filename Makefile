@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 # The CPU wheel; a plain `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+# Fashion-MNIST ships as a Debian package (the original IDX files); installed where apt is
+# usable (root or password-less sudo). Without it the tests that need it skip and say why.
+FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+APT     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (sudo -n true 2>/dev/null && echo sudo -n apt-get))
+
+.PHONY: setup data demo test bench clean
 
 $(BIN)/distillab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +21,19 @@ $(BIN)/distillab: pyproject.toml
 
 setup: $(BIN)/distillab
 
-demo: setup
+data:
+	@if [ ! -f $(FASHION) ]; then \
+	  if [ -n "$(APT)" ] && command -v apt-get >/dev/null; then \
+	    echo "installing Fashion-MNIST: $(APT) install -y dataset-fashion-mnist"; \
+	    ($(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq dataset-fashion-mnist) >/dev/null \
+	      || echo "could not install dataset-fashion-mnist; the tests that need it will skip"; \
+	  else echo "apt-get not usable here: Fashion-MNIST tests will skip (apt-get install -y dataset-fashion-mnist)"; fi; \
+	fi
+
+demo: setup data
 	$(BIN)/distillab experiment=digits_kd
 
-test: setup
+test: setup data
 	$(BIN)/pytest -q
 
 clean:

@@ -2,6 +2,10 @@
 
 from distillab.data.digits import DigitsDataModule
 from distillab.data.digits_domains import DigitsDomainsDataModule
+from distillab.data.idx_images import FashionMNISTDataModule, MNISTDataModule
 from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
+from distillab.data.text import TextClassificationDataModule
+from distillab.data.text_domains import TextDomainsDataModule
 
-__all__ = ["DigitsDataModule", "DigitsDomainsDataModule", "IndexedTensorDataset", "TensorDataModule"]
+__all__ = ["DigitsDataModule", "DigitsDomainsDataModule", "FashionMNISTDataModule", "MNISTDataModule", "IndexedTensorDataset", "TensorDataModule",
+           "TextClassificationDataModule", "TextDomainsDataModule"]

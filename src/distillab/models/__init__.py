@@ -1,7 +1,8 @@
 """Factories for HF ``transformers`` classifiers, wrapped in one ModelOutput adapter."""
 
 from distillab.models.bert import build_bert
+from distillab.models.mlp import build_mlp
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.models.vit import build_vit
 
-__all__ = ["ModelOutput", "TransformerClassifier", "build_bert", "build_vit"]
+__all__ = ["ModelOutput", "TransformerClassifier", "build_bert", "build_mlp", "build_vit"]
