@@ -14,6 +14,9 @@ from distillab.config import ConfigError
 from distillab.data import DigitsDataModule
 from distillab.models import build_vit
 
+# The real data sets beside the checkout (absent on a user's fresh clone: tests that need them skip).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 # Small enough that one epoch over digits takes about a second on 2 cores.
 # Teacher and student differ in depth and width (feature losses map layers and project widths).
 TINY_TEACHER = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2)
@@ -81,7 +84,7 @@ def cli(tmp_path):
         cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []),
                *(TINY_OVERRIDES if tiny is True else tiny or []), *args,
                f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}"]
-        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
         return CLIResult(proc, run_dir)
 

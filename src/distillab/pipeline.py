@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from distillab.compress import compress, compression_report, plan_compression
 from distillab.config import ConfigError, build, check_choice, check_int, check_number, section
 from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.report import print_summary, write_report
 from distillab.fitting import fit_and_test, test_only
@@ -50,6 +51,7 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("teacher.cache", cfg.teacher.cache, CACHE_MODES)
     check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
     check_choice("compile", cfg.compile, (True, False))
+    check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
     if cfg.mode == "mutual" and cfg.stage != "all":
         raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
     if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
@@ -113,7 +115,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 
     # Build everything cheap first, so that a config mistake stops the run before any training.
     datamodule: TensorDataModule = build(cfg.data, "data")
-    datamodule.setup()
+    with section("data"):  # files are read here: their errors name data.<key>
+        datamodule.setup()
     with section("optimizer"):
         optimizer = OptimizerConfig(**cfg.optimizer)
     wants_student = stage in ("all", "distill")
@@ -123,6 +126,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None
     plan = plan_compression(cfg)
+    if cfg.get("bow_baseline") and not hasattr(datamodule, "texts"):
+        raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
     init_layers = None
     if wants_student:
         check_loss(cfg, loss, student_init, teachers)
@@ -133,7 +138,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
                                                       cfg.student_init.k)
 
     metrics: dict[str, Any] = {"stage": stage, "mode": cfg.mode, "seed": cfg.seed, "git_commit": git_commit(),
-                               "seconds": {}}
+                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}}
     trained: dict[str, TransformerClassifier] = {}  # student and baseline, for the per-domain report
 
     def timed(role: str, fn: Any) -> Any:
@@ -145,6 +150,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     if specs and not mutual:
         metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule)})
                                for s, m in zip(specs, teachers)]
+    if cfg.get("bow_baseline"):
+        labels = {split: ds.labels.tolist() for split, ds in datamodule.splits.items()}
+        metrics["bow_baseline"] = timed("bow_baseline", lambda: bag_of_words_baseline(datamodule.texts, labels))
     if init_layers is not None:
         init_from_teacher(student_init, teachers[0], init_layers)
 

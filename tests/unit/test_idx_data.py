@@ -60,7 +60,7 @@ def test_damaged_idx_names_the_file_and_the_problem(tmp_path, damage, words):
 def test_missing_files_are_a_config_error_that_says_how_to_get_them(tmp_path):
     with pytest.raises(ConfigError) as err:
         MNISTDataModule(data_dir=str(tmp_path)).setup()
-    assert err.value.key == "data.data_dir" and "train-images-idx3-ubyte" in str(err.value)
+    assert err.value.key == "data_dir" and "train-images-idx3-ubyte" in str(err.value)
     assert "download=true" in str(err.value)
     with pytest.raises(ConfigError, match="apt-get install -y dataset-fashion-mnist"):
         FashionMNISTDataModule(data_dir=str(tmp_path)).setup()
@@ -74,7 +74,7 @@ def test_a_cut_off_download_is_a_config_error_naming_the_file(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:100_000])
     with pytest.raises(ConfigError) as err:
         MNISTDataModule(data_dir=str(tmp_path)).setup()
-    assert err.value.key == "data.data_dir" and str(damaged) in str(err.value) and "truncated" in str(err.value)
+    assert err.value.key == "data_dir" and str(damaged) in str(err.value) and "truncated" in str(err.value)
 
 
 @needs_mnist
@@ -128,7 +128,7 @@ def test_download_fetches_checks_and_reuses(tmp_path):
     (target / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(ConfigError, match="is not the published") as err:
         Tampered(data_dir=str(target), download=True).setup()
-    assert err.value.key == "data.download"
+    assert err.value.key == "download"
     assert not (target / "t10k-labels-idx1-ubyte.gz").exists()  # nothing half-written stays behind
 
 

@@ -82,10 +82,10 @@ class IDXImageDataModule(TensorDataModule):
             try:
                 path = fetch(f"{stem}.gz", self.data_dir, list(self.mirrors), self.checksums.get(f"{stem}.gz"))
             except IDXError as err:
-                raise ConfigError("data.download", True, f"{err}; check the connection, or put the files in "
+                raise ConfigError("download", True, f"{err}; check the connection, or put the files in "
                                   f"data.data_dir={self.data_dir} by hand") from err
         if path is None:
-            raise ConfigError("data.data_dir", str(self.data_dir),
+            raise ConfigError("data_dir", str(self.data_dir),
                               f"has no {stem}.gz (or {stem}) of {self.name}; {self.how_to_get}")
         return path
 
@@ -94,9 +94,9 @@ class IDXImageDataModule(TensorDataModule):
         try:
             images, labels = read_idx(self._file(image_stem)), read_idx(self._file(label_stem))
         except IDXError as err:
-            raise ConfigError("data.data_dir", str(self.data_dir), f"{err}; delete it and {self.how_to_get}") from err
+            raise ConfigError("data_dir", str(self.data_dir), f"{err}; delete it and {self.how_to_get}") from err
         if images.ndim != 3 or images.shape[1:] != (self.image_size, self.image_size) or labels.shape != images.shape[:1]:
-            raise ConfigError("data.data_dir", str(self.data_dir), f"{split} files hold images {images.shape} and labels "
+            raise ConfigError("data_dir", str(self.data_dir), f"{split} files hold images {images.shape} and labels "
                               f"{labels.shape}; expected [N, 28, 28] images and N labels")
         return images, labels
 

@@ -27,6 +27,19 @@ def take_inputs(inputs: Inputs, idx: Tensor) -> Inputs:
     return inputs[idx]
 
 
+def trim_padding(inputs: Inputs) -> Inputs:
+    """Token inputs cut to the batch's longest sequence (dynamic padding).
+
+    Text is stored padded to ``max_length``; most sentences are far shorter, and attention
+    and FFN cost grow with the padded length. Positions past the longest ``attention_mask``
+    are padding for every sample in the batch, so cutting them changes no real token's output.
+    """
+    if not isinstance(inputs, dict) or "attention_mask" not in inputs:
+        return inputs
+    length = int(inputs["attention_mask"].sum(1).max())
+    return {k: v[:, :length] if v.dim() > 1 else v for k, v in inputs.items()}
+
+
 def _as_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """Collate function for datasets that already return whole batches."""
     return batch
@@ -39,8 +52,10 @@ class IndexedTensorDataset(Dataset):
     index operation instead of ``batch_size`` Python calls and a collate.
     """
 
-    def __init__(self, inputs: Inputs, labels: Tensor, extras: dict[str, Tensor] | None = None):
+    def __init__(self, inputs: Inputs, labels: Tensor, extras: dict[str, Tensor] | None = None,
+                 dynamic_padding: bool = False):
         n = len(labels)
+        self.dynamic_padding = dynamic_padding
         self.extras = dict(extras or {})  # per-sample tensors carried into the batch, e.g. "domain"
         sizes = [len(v) for v in inputs.values()] if isinstance(inputs, dict) else [len(inputs)]
         sizes += [len(v) for v in self.extras.values()]
@@ -51,7 +66,8 @@ class IndexedTensorDataset(Dataset):
     def subset(self, keep: Tensor) -> IndexedTensorDataset:
         """The samples where the boolean ``keep`` is true (indices renumbered from 0)."""
         idx = keep.nonzero().squeeze(1)
-        return IndexedTensorDataset(take_inputs(self.inputs, idx), self.labels[idx], {k: v[idx] for k, v in self.extras.items()})
+        return IndexedTensorDataset(take_inputs(self.inputs, idx), self.labels[idx], {k: v[idx] for k, v in self.extras.items()},
+                                    self.dynamic_padding)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,9 +75,13 @@ class IndexedTensorDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         return self.batch(torch.as_tensor(indices, dtype=torch.long))
 
-    def batch(self, idx: Tensor) -> dict[str, Any]:
-        """The samples at positions ``idx`` as one batch dict."""
-        batch = {"inputs": take_inputs(self.inputs, idx), "labels": self.labels[idx], "index": idx}
+    def batch(self, idx: Tensor, full_length: bool = False) -> dict[str, Any]:
+        """The samples at positions ``idx`` as one batch dict; token inputs cut to the longest
+        sequence in it unless ``full_length`` (the teacher cache stores every position)."""
+        inputs = take_inputs(self.inputs, idx)
+        if self.dynamic_padding and not full_length:
+            inputs = trim_padding(inputs)
+        batch = {"inputs": inputs, "labels": self.labels[idx], "index": idx}
         batch.update({k: v[idx] for k, v in self.extras.items()})
         return batch
 
@@ -80,6 +100,8 @@ class TensorDataModule(L.LightningDataModule):
 
     num_classes: int
     num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
+    # Text: cut each batch to its longest sequence (see trim_padding).
+    dynamic_padding: bool = False
     # Random transform of training inputs (on device, after transfer); None: inputs are the
     # same every epoch, so a teacher's outputs on them can be cached.
     augmentation: Callable[[Inputs], Inputs] | None = None
@@ -100,6 +122,10 @@ class TensorDataModule(L.LightningDataModule):
         """``{"train", "val", "test"}`` of ``(inputs, labels)`` or ``(inputs, labels, extras)``."""
         raise NotImplementedError
 
+    def fingerprint(self) -> str | None:
+        """What a stored teacher depends on beyond the data config (e.g. a trained tokenizer)."""
+        return None
+
     def restricted_to_domain(self, domain: int) -> TensorDataModule:
         """A copy whose splits hold only the samples of ``domain`` (a per-domain teacher's data)."""
         self.setup()
@@ -119,7 +145,8 @@ class TensorDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits = {k: IndexedTensorDataset(*v) for k, v in self.load_splits().items()}
+            self.splits = {k: IndexedTensorDataset(*v, dynamic_padding=self.dynamic_padding)
+                           for k, v in self.load_splits().items()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()

@@ -33,6 +33,10 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
             acc = entry.get("test_by_domain", {}).get(d)
             row[f"acc domain {d}"] = f"{acc:.4f}" if acc is not None else "-"
         rows.append(row)
+    if "bow_baseline" in metrics:  # a linear model on word counts: the bar a text teacher must clear
+        bow = metrics["bow_baseline"]
+        rows.append({**{k: "-" for k in rows[0]} if rows else {}, "model": "bag-of-words LR",
+                     "params": f"{bow['features']:,} features", "acc": f"{bow['test']['acc']:.4f}"})
     return rows
 
 

@@ -54,7 +54,9 @@ class DistillationModule(ClassifierModule):
         return {"hidden_states": "hidden_states" in self.loss.needs, "attentions": "attentions" in self.loss.needs}
 
     def teacher_outputs(self, batch: dict[str, Any], split: str, **needs: bool) -> Any:
-        cached = self.cache.lookup(split, batch["index"])
+        inputs = batch["inputs"]
+        seq_len = inputs["attention_mask"].shape[1] if isinstance(inputs, dict) and "attention_mask" in inputs else None
+        cached = self.cache.lookup(split, batch["index"], seq_len)
         return cached if cached is not None else self.teachers(batch, **needs)
 
     def training_loss(self, batch: dict[str, Any]) -> LossResult:

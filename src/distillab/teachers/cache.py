@@ -75,6 +75,15 @@ def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput]:
     return outs if members > 1 else outs[0]
 
 
+def _cut(name: str, value: Tensor, seq_len: int | None) -> Tensor:
+    """Token positions past ``seq_len`` dropped: [B, T, H] hidden states, [B, heads, T, T] attentions."""
+    if seq_len is None or ".logits" in name:
+        return value
+    if ".attentions." in name:
+        return value[:, :, :seq_len, :seq_len]
+    return value[:, :seq_len]
+
+
 def _hash_tensor(digest: Any, tensor: Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous()
     digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
@@ -151,14 +160,19 @@ class TeacherOutputCache:
             self._entries[key] = outputs
         self._split_keys[request.split] = key
 
-    def lookup(self, split: str, index: Tensor) -> ModelOutput | list[ModelOutput] | None:
-        """The cached outputs of samples ``index`` of ``split``, on ``index``'s device; None if not cached."""
+    def lookup(self, split: str, index: Tensor, seq_len: int | None = None) -> ModelOutput | list[ModelOutput] | None:
+        """The cached outputs of samples ``index`` of ``split``, on ``index``'s device; None if not cached.
+
+        Entries hold every token position; ``seq_len`` cuts hidden states and attention maps
+        to a batch cut to its longest sequence (dynamic padding).
+        """
         key = self._split_keys.get(split)
         if key is None:
             return None
         entry = self._entries[key]
         rows = index.to(next(iter(entry.values())).device)
-        return unflatten({k: v.index_select(0, rows).to(index.device, non_blocking=True) for k, v in entry.items()})
+        return unflatten({k: _cut(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True)
+                          for k, v in entry.items()})
 
     def cached(self, split: str) -> bool:
         return self._split_keys.get(split) is not None
@@ -203,8 +217,8 @@ class TeacherOutputCache:
         needs = {"hidden_states": request.hidden_states, "attentions": request.attentions}
         outputs: dict[str, Tensor] = {}
         for start in range(0, n, request.batch_size):
-            batch = move_data_to_device(dataset.batch(torch.arange(start, min(n, start + request.batch_size))),
-                                        request.device)
+            rows = torch.arange(start, min(n, start + request.batch_size))
+            batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
             with torch.inference_mode(), request.context():
                 flat = flatten(teachers(batch, **needs))
             if not outputs:

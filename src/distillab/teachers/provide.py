@@ -1,8 +1,8 @@
 """Getting the teachers a run asks for: from a checkpoint, from the store, or trained here.
 
 A run has one teacher (``model.teacher``), several (``model.teachers``, teacher i trained
-with seed + i), or one per domain (``teacher.per_domain``, teacher d trained only on the
-samples of domain d).
+with seed + i, where seed is ``teacher.seed`` or else the run's), or one per domain
+(``teacher.per_domain``, teacher d trained only on the samples of domain d).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.config import ConfigError, section
+from distillab.config import ConfigError, check_int, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # progress bars) must not retrain it.
 TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
 # Data keys that do not change what a teacher learns.
-DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size")
+# (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
+DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size", "tokenizer_dir")
 
 
 @dataclass
@@ -39,33 +40,41 @@ class TeacherSpec:
     ckpt_path: str | None = None
 
 
+def teacher_seed(cfg: DictConfig) -> int:
+    """``teacher.seed`` when set (one teacher for a sweep over student seeds), else the run's seed."""
+    seed = cfg.teacher.get("seed")
+    return cfg.seed if seed is None else check_int("teacher.seed", seed, low=0)
+
+
 def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
     listed = cfg.model.get("teachers")
     ckpts = cfg.teacher.ckpt_path
+    seed = teacher_seed(cfg)
     if cfg.teacher.per_domain:
         if num_domains < 2:
             raise ConfigError("teacher.per_domain", True, "needs data whose samples carry a domain (data=digits_domains)")
         if listed or ckpts:
             raise ConfigError("teacher.per_domain", True, "trains one model.teacher per domain; unset model.teachers "
                               "and teacher.ckpt_path")
-        return [TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, cfg.seed, domain=d)
+        return [TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, seed, domain=d)
                 for d in range(num_domains)]
     if not listed:
-        return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, cfg.seed, ckpt_path=ckpts)]
+        return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, seed, ckpt_path=ckpts)]
     if ckpts is not None and (isinstance(ckpts, str) or len(ckpts) != len(listed)):
         raise ConfigError("teacher.ckpt_path", ckpts, f"with {len(listed)} model.teachers, give a list of {len(listed)} paths")
-    return [TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, cfg.seed + i, ckpt_path=ckpts[i] if ckpts else None)
+    return [TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, seed + i, ckpt_path=ckpts[i] if ckpts else None)
             for i, node in enumerate(listed)]
 
 
-def store_key(cfg: DictConfig, spec: TeacherSpec) -> str:
-    """Hash of everything that determines a trained teacher."""
+def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None = None) -> str:
+    """Hash of everything that determines a trained teacher (``data_fingerprint``: what the
+    data config does not say, e.g. the trained tokenizer's hash)."""
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("ckpt_path", "per_domain")}
+    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("ckpt_path", "per_domain", "seed")}
     data = {k: v for k, v in plain(cfg.data).items() if k not in DATA_KEYS_IGNORED}
     trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
     return teacher_key({"model": plain(spec.node), "data": data, "teacher": teacher, "trainer": trainer,
-                        "seed": spec.seed, "domain": spec.domain})
+                        "seed": spec.seed, "domain": spec.domain, "data_fingerprint": data_fingerprint})
 
 
 def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
@@ -78,7 +87,7 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
         source, key = "checkpoint", None
         test = test_only(ClassifierModule(model, num_classes), cfg, data)
     else:
-        store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec)
+        store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, datamodule.fingerprint())
         entry = store.lookup(key)
         if entry is not None:
             log.info("reusing %s from the store: %s", spec.role, entry)

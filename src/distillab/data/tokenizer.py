@@ -1,0 +1,130 @@
+"""A BERT-style WordPiece tokenizer trained here, on a data set's training texts.
+
+Trained with HF ``tokenizers`` (Rust) and kept in a content-addressed folder: the key
+hashes the texts and the settings, so every run and every job of a sweep over the same data
+loads the same vocabulary instead of training it again, and a teacher stored by one run
+reads the same token ids in the next. Training is not bit-for-bit reproducible: ties
+between merges are broken in hash-map order (huggingface/tokenizers#1794), so two trainings
+on the same texts can differ in a few hundred ids. The stored file is the vocabulary; a
+teacher stored with one must not outlive it (keep ``tokenizer_dir`` beside the teacher store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from torch import Tensor
+
+from distillab.teachers.store import atomic_entry, file_lock, verify_entry
+
+log = logging.getLogger(__name__)
+
+# [PAD] first, so that id 0 is padding, as the BERT embedding's padding_idx expects.
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TOKENIZER_FILE = "tokenizer.json"
+# Bump when the way a tokenizer is trained changes, so old entries are not reused.
+FORMAT_VERSION = 1
+
+
+def tokenizer_key(texts: Sequence[str], vocab_size: int, lowercase: bool) -> str:
+    """Stable short hash of the training texts and the settings."""
+    digest = hashlib.sha256(f"wordpiece-v{FORMAT_VERSION}|{vocab_size}|{lowercase}|{len(texts)}".encode())
+    for text in texts:
+        blob = text.encode()
+        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] hash differently.
+        digest.update(len(blob).to_bytes(8, "little") + blob)
+    return digest.hexdigest()[:16]
+
+
+def train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> Tokenizer:
+    """A WordPiece tokenizer of at most ``vocab_size`` tokens (fewer if the texts are small)
+    that adds ``[CLS] ... [SEP]`` around every text."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
+    )
+    return tokenizer
+
+
+def load_or_train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool, store_dir: str | Path) -> Tokenizer:
+    """The tokenizer stored for these texts and settings under ``store_dir``, trained and
+    stored first if there is none (once: parallel jobs wait on a lock and then load it)."""
+    root = Path(store_dir).expanduser()
+    key = tokenizer_key(texts, vocab_size, lowercase)
+    entry = root / key
+    with file_lock(root / f"{key}.lock"):
+        if entry.exists():
+            problem = verify_entry(entry)
+            if problem is None:
+                log.info("reusing tokenizer %s", entry / TOKENIZER_FILE)
+                return Tokenizer.from_file(str(entry / TOKENIZER_FILE))
+            log.warning("stored tokenizer %s is %s; training it again", entry, problem)
+        start = time.perf_counter()
+        tokenizer = train_wordpiece(texts, vocab_size, lowercase)
+        with atomic_entry(root, key, checked=(TOKENIZER_FILE,)) as tmp:
+            tokenizer.save(str(tmp / TOKENIZER_FILE))
+        log.info("trained a WordPiece tokenizer (vocab %d) on %d texts in %.1f s → %s",
+                 tokenizer.get_vocab_size(), len(texts), time.perf_counter() - start, entry / TOKENIZER_FILE)
+    return tokenizer
+
+
+@contextmanager
+def _lengths(tokenizer: Tokenizer, max_length: int | None) -> Iterator[Tokenizer]:
+    """Inside the block, pad and truncate to ``max_length`` (None: neither); after it, the
+    tokenizer's own settings again (the object may be shared)."""
+    padding, truncation = tokenizer.padding, tokenizer.truncation
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    if max_length is not None:
+        tokenizer.enable_truncation(max_length)
+        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]", length=max_length)
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        if padding is not None:
+            tokenizer.enable_padding(**padding)
+        if truncation is not None:
+            tokenizer.enable_truncation(**truncation)
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
+    """``input_ids`` and ``attention_mask``, LongTensors of shape [N, max_length]: each text
+    as ``[CLS] tokens [SEP]``, truncated (keeping ``[SEP]``) and padded with id 0."""
+    with _lengths(tokenizer, max_length):
+        encodings = tokenizer.encode_batch(list(texts))
+    shape = (len(encodings), max_length)
+    return {
+        "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long).view(shape),
+        "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long).view(shape),
+    }
+
+
+def token_lengths(tokenizer: Tokenizer, texts: Sequence[str]) -> Tensor:
+    """The number of tokens of each text, ``[CLS]`` and ``[SEP]`` included, untruncated
+    (to choose ``max_length``)."""
+    with _lengths(tokenizer, None):
+        encodings = tokenizer.encode_batch(list(texts))
+    return torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
+
+
+def tokenizer_hash(tokenizer: Tokenizer) -> str:
+    """SHA-256 of the tokenizer's JSON: a teacher trained on ids from one vocabulary must not be
+    reused with another (WordPiece training is not bit-for-bit reproducible)."""
+    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
