@@ -35,7 +35,7 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
         rows.append(row)
     if "bow_baseline" in metrics:  # a linear model on word counts: the bar a text teacher must clear
         bow = metrics["bow_baseline"]
-        rows.append({**{k: "-" for k in rows[0]} if rows else {}, "model": "bag-of-words LR",
+        rows.append({**({k: "-" for k in rows[0]} if rows else {}), "model": "bag-of-words LR",
                      "params": f"{bow['features']:,} features", "acc": f"{bow['test']['acc']:.4f}"})
     return rows
 
