@@ -32,7 +32,7 @@ from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.cache import TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
-from distillab.teachers.provide import provide_teacher, teacher_specs
+from distillab.teachers.provide import check_teacher_augmentation, provide_teacher, teacher_specs
 
 STAGES = ("all", "teacher", "distill", "baseline")
 MODES = ("offline", "mutual")
@@ -122,6 +122,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     wants_student = stage in ("all", "distill")
     wants_baseline = stage == "baseline" or (stage == "all" and cfg.baseline)
     specs = teacher_specs(cfg, datamodule.num_domains) if stage != "baseline" else []
+    check_teacher_augmentation(cfg, datamodule)
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from distillab.config import check_int
+from distillab.data.length_grouped import LengthGroupedSampler
 
 Inputs = Tensor | dict[str, Tensor]
 
@@ -126,6 +127,12 @@ class TensorDataModule(L.LightningDataModule):
         """What a stored teacher depends on beyond the data config (e.g. a trained tokenizer)."""
         return None
 
+    def augmented(self, augmentation: Callable[[Inputs], Inputs]) -> TensorDataModule:
+        """A copy whose training batches go through ``augmentation`` (e.g. only the teacher's)."""
+        view = copy.copy(self)
+        view.augmentation = augmentation
+        return view
+
     def restricted_to_domain(self, domain: int) -> TensorDataModule:
         """A copy whose splits hold only the samples of ``domain`` (a per-domain teacher's data)."""
         self.setup()
@@ -150,10 +157,15 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
+        dataset, sampler = self.splits[split], None
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        if shuffle and dataset.dynamic_padding and isinstance(dataset.inputs, dict):
+            sampler = LengthGroupedSampler(dataset.inputs["attention_mask"].sum(1), batch_size)
         return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=_as_batch,
             persistent_workers=self.num_workers > 0,

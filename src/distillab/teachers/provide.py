@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.config import ConfigError, check_int, section
+from distillab.data.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
@@ -44,6 +46,12 @@ def teacher_seed(cfg: DictConfig) -> int:
     """``teacher.seed`` when set (one teacher for a sweep over student seeds), else the run's seed."""
     seed = cfg.teacher.get("seed")
     return cfg.seed if seed is None else check_int("teacher.seed", seed, low=0)
+
+
+def check_teacher_augmentation(cfg: DictConfig, datamodule: TensorDataModule) -> None:
+    shift = check_int("teacher.random_shift", cfg.teacher.get("random_shift") or 0, low=0, high=4)
+    if shift and getattr(datamodule, "image_size", None) is None:
+        raise ConfigError("teacher.random_shift", shift, "translates images; this data has none (use 0)")
 
 
 def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
@@ -81,6 +89,8 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
                     datamodule: TensorDataModule) -> dict[str, Any]:
     """Fill ``model`` with trained weights; return its params, test metrics and where it came from."""
     data = datamodule.restricted_to_domain(spec.domain) if spec.domain is not None else datamodule
+    if cfg.teacher.get("random_shift"):  # Hinton et al. 2015 jittered the teacher's inputs, not the student's
+        data = data.augmented(partial(random_shift, max_shift=cfg.teacher.random_shift))
     num_classes = datamodule.num_classes
     if spec.ckpt_path:
         load_teacher_weights(model, spec.ckpt_path)
