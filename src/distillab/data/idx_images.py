@@ -20,6 +20,7 @@ from torch import Tensor
 from distillab.config import ConfigError, check_choice, check_int
 from distillab.data.augment import random_shift as _shift
 from distillab.data.idx import IDXError, fetch, find_idx, read_idx
+from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,6 @@ STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Positions of a class-stratified random subset of ``size`` labels (all when size >= len)."""
-    if size >= len(labels):
-        return np.arange(len(labels))
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=seed, stratify=labels)
-    return np.sort(keep)
 
 
 class IDXImageDataModule(TensorDataModule):
@@ -103,8 +96,10 @@ class IDXImageDataModule(TensorDataModule):
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         (x, y), (x_test, y_test) = self._read("train"), self._read("test")
         rest, val = train_test_split(np.arange(len(y)), test_size=self.val_size, random_state=self.split_seed, stratify=y)
-        if self.max_train_samples is not None:
-            rest = rest[stratified_subset(y[rest], self.max_train_samples, self.split_seed)]
+        if self.max_train_samples is not None and self.max_train_samples < len(rest):
+            keep, _ = stratified_pick("max_train_samples", self.max_train_samples, y[rest], self.max_train_samples,
+                                      self.split_seed)
+            rest = rest[keep.numpy()]
 
         def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
             pixels = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float().div_(255.0)

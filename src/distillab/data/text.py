@@ -19,13 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer
 from torch import Tensor
 
 from distillab.config import ConfigError, check_int, check_number
+from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text_table import Column, read_table
 from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
@@ -130,17 +129,6 @@ def _label_ids(key: str, path: Path, labels: Sequence[str], names: Sequence[str]
         raise ConfigError(key, str(path), f"has label {label!r} ({count} rows{more}), not among the labels "
                                           f"{list(names)}: add it to labels or fix the file")
     return torch.tensor([ids[label] for label in labels], dtype=torch.long)
-
-
-def stratified_pick(key: str, value: Any, labels: Tensor, size: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Indices (in file order) of a stratified sample of ``size`` (a count or a fraction) and of
-    the rest; ``key``/``value`` name the knob that asked for it when it cannot be drawn."""
-    idx = np.arange(len(labels))
-    try:
-        picked, rest = train_test_split(idx, train_size=size, random_state=seed, stratify=labels.numpy())
-    except ValueError as err:  # e.g. a class with a single sample, or fewer samples than classes
-        raise ConfigError(key, value, f"cannot draw a stratified sample of {size} from {len(idx)}: {err}") from None
-    return torch.from_numpy(np.sort(picked)), torch.from_numpy(np.sort(rest))
 
 
 def read_text_splits(files: TextFiles, val_fraction: float, split_seed: int) -> TextSplits:
