@@ -54,7 +54,7 @@ from torch.nn import functional as F
 from omegaconf import OmegaConf
 
 from distillab.config import build
-from distillab.data import DigitsDataModule
+from distillab.data import DigitsDataModule, FashionMNISTDataModule
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses import HintonKD
@@ -66,6 +66,8 @@ from distillab.teachers.cache import SplitRequest, TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
 
 ROOT = Path(__file__).resolve().parents[1]
+# The Debian package dataset-fashion-mnist installs the original IDX files here.
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TEACHER = dict(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=256, patch_size=2, dropout=0.1)
 STUDENT = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2, dropout=0.0)
 TEMPERATURE, ALPHA = 4.0, 0.9
@@ -97,11 +99,7 @@ def digits_pair(batch_size: int = 64) -> Pair:
 
 def fashion_pair(batch_size: int = 64) -> Pair | str:
     """Fashion-MNIST (28x28, 60k train) when its files are installed, else why not."""
-    try:
-        from distillab.data import FashionMNISTDataModule  # type: ignore[attr-defined]
-    except ImportError:
-        return "Fashion-MNIST: this version has no IDX image loader"
-    data = FashionMNISTDataModule(batch_size=batch_size, eval_batch_size=512)
+    data = FashionMNISTDataModule(data_dir=FASHION_DIR, batch_size=batch_size, eval_batch_size=512)
     try:
         data.setup()
     except Exception as err:  # noqa: BLE001 - any reason it cannot load is reported, not fatal
