@@ -103,9 +103,15 @@ def compress(
 
 
 def compression_report(cfg: DictConfig, models: dict[str, Any], datamodule: TensorDataModule,
-                       reference_acc: float | None) -> dict[str, dict[str, Any]]:
-    """One row per model, in pipeline order, also sent to TensorBoard as ``compression/<model>/<figure>``."""
-    rows = {name: compression_row(name, model, datamodule, reference_acc) for name, model in models.items()}
+                       reference_acc: float | None,
+                       own_data: dict[str, TensorDataModule] | None = None) -> dict[str, dict[str, Any]]:
+    """One row per model, in pipeline order, also sent to TensorBoard as ``compression/<model>/<figure>``.
+
+    ``own_data`` measures a model on other data than ``datamodule`` (a per-domain teacher on its domain).
+    """
+    own_data = own_data or {}
+    rows = {name: compression_row(name, model, own_data.get(name, datamodule), reference_acc)
+            for name, model in models.items()}
     for row in rows.values():
         row.pop("name")
     if cfg.get("logger"):

@@ -219,7 +219,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     if wants_student:
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
-        metrics["compression"] = compression_report(cfg, report_models, datamodule, metrics.get("reference_acc"))
+        teacher = metrics["teachers"][0]
+        own_data = ({teacher["role"]: datamodule.restricted_to_domain(teacher["domain"])}
+                    if "domain" in teacher else None)  # a per-domain teacher is measured on its domain
+        metrics["compression"] = compression_report(cfg, report_models, datamodule, metrics.get("reference_acc"),
+                                                    own_data)
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     write_report(metrics, run_dir, overrides or [])
