@@ -115,6 +115,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
 
     # Build everything cheap first, so that a config mistake stops the run before any training.
     datamodule: TensorDataModule = build(cfg.data, "data")
+    check_teacher_augmentation(cfg, datamodule)
     with section("data"):  # files are read here: their errors name data.<key>
         datamodule.setup()
     with section("optimizer"):
@@ -122,7 +123,6 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     wants_student = stage in ("all", "distill")
     wants_baseline = stage == "baseline" or (stage == "all" and cfg.baseline)
     specs = teacher_specs(cfg, datamodule.num_domains) if stage != "baseline" else []
-    check_teacher_augmentation(cfg, datamodule)
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import cached_outputs, stored_teachers
+from conftest import SHARED_DATA, cached_outputs, stored_teachers
 
 pytestmark = pytest.mark.e2e
 
@@ -114,10 +114,18 @@ BAD_INPUTS = [
     (["teacher.cache=memory", "data.random_shift=1"], "teacher.cache"),
     (["data.random_shift=7"], "data.random_shift"),
     (["teacher.cache_budget_mb=-5"], "teacher.cache_budget_mb"),
+    (["data=mnist", "data.data_dir=/nonexistent/mnist"], "data.data_dir"),
+    (["teacher.random_shift=9"], "teacher.random_shift"),
+    (["teacher.seed=-3"], "teacher.seed"),
+    (["bow_baseline=true"], "bow_baseline"),
+    pytest.param(["data=sst2", "data.label_column=stars"], "data.label_column",
+                 marks=pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")),
+    pytest.param(["data=sst2", "teacher.random_shift=2"], "teacher.random_shift",
+                 marks=pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")),
 ]
 
 
-@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(getattr(p, "values", p)[0]) for p in BAD_INPUTS])
 def test_bad_input_is_one_clear_error(cli, tmp_path, overrides, key):
     result = cli("experiment=digits_kd", *overrides, tiny=False)
     assert result.returncode != 0
