@@ -188,14 +188,26 @@ def tokenize_splits(texts: Mapping[str, list[str]], tokenizer: Tokenizer,
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
-class TextClassificationDataModule(TensorDataModule):
-    """One text classification data set from TSV/CSV files; see the module docstring."""
+class TokenizedTextDataModule(TensorDataModule):
+    """What every text data module shares: token-id inputs from a trained tokenizer, cut per batch."""
 
     dynamic_padding = True
+    tokenizer: Tokenizer | None = None
+    max_length: int
+
+    @property
+    def model_kwargs(self) -> dict[str, int]:
+        self.setup()
+        return {"num_labels": self.num_classes, "vocab_size": self.tokenizer.get_vocab_size(),
+                "max_length": self.max_length}
 
     def fingerprint(self) -> str | None:
         self.setup()
         return tokenizer_hash(self.tokenizer)
+
+
+class TextClassificationDataModule(TokenizedTextDataModule):
+    """One text classification data set from TSV/CSV files; see the module docstring."""
 
     def __init__(
         self,
@@ -228,12 +240,6 @@ class TextClassificationDataModule(TensorDataModule):
         self.texts: dict[str, list[str]] = {}
         self.label_names: list[str] = []
         self.tokenizer: Tokenizer | None = None
-
-    @property
-    def model_kwargs(self) -> dict[str, int]:
-        self.setup()
-        return {"num_labels": self.num_classes, "vocab_size": self.tokenizer.get_vocab_size(),
-                "max_length": self.max_length}
 
     def load_splits(self) -> dict[str, tuple[dict[str, Tensor], Tensor]]:
         raw = read_text_splits(self.files, self.val_fraction, self.split_seed)

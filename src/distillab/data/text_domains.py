@@ -21,12 +21,11 @@ import torch
 from torch import Tensor
 
 from distillab.config import ConfigError, section
-from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text import (
     SPLIT_FILES,
-    TextClassificationDataModule,
     TextFiles,
     TextSplits,
+    TokenizedTextDataModule,
     check_split_knobs,
     read_text_splits,
     subset_train,
@@ -34,7 +33,7 @@ from distillab.data.text import (
     tokenize_splits,
     tokenizer_settings,
 )
-from distillab.data.tokenizer import load_or_train_wordpiece, tokenizer_hash
+from distillab.data.tokenizer import load_or_train_wordpiece
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +75,8 @@ def join_domains(parts: Mapping[str, TextSplits]) -> tuple[TextSplits, dict[str,
     return joined, {split: torch.cat(domains[split]) for split in SPLIT_FILES}
 
 
-class TextDomainsDataModule(TensorDataModule):
+class TextDomainsDataModule(TokenizedTextDataModule):
     """Several TSV/CSV text data sets, one domain each, sharing one tokenizer."""
-
-    dynamic_padding = True
-
-    def fingerprint(self) -> str | None:
-        self.setup()
-        return tokenizer_hash(self.tokenizer)
 
     def __init__(
         self,
@@ -110,8 +103,6 @@ class TextDomainsDataModule(TensorDataModule):
         self.tokenizer = None
 
     # The same as one data set's: the number of labels, the tokenizer's real size, max_length.
-    model_kwargs = TextClassificationDataModule.model_kwargs
-
     def restricted_to_domain(self, domain: int) -> TextDomainsDataModule:
         view = super().restricted_to_domain(domain)
         # Keep the raw texts aligned with the view's tensors (a bag-of-words baseline reads them).
