@@ -20,7 +20,13 @@ from omegaconf import DictConfig
 
 from distillab.config import ConfigError, build, check_choice
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.evaluation.compression import compression_row, count_nonzero, count_parameters, example_inputs
+from distillab.evaluation.compression import (
+    add_speedups,
+    compression_row,
+    count_nonzero,
+    count_parameters,
+    example_inputs,
+)
 from distillab.export import export_onnx, onnx_agreement, quantize_int8
 from distillab.models.output import TransformerClassifier
 from distillab.pruning import GradualPruning, make_permanent
@@ -114,6 +120,7 @@ def compression_report(cfg: DictConfig, models: dict[str, Any], datamodule: Tens
             for name, model in models.items()}
     for row in rows.values():
         row.pop("name")
+    add_speedups(rows, next(iter(rows)))  # relative to the first row: the teacher, in pipeline order
     if cfg.get("logger"):
         logger = build(cfg.logger, "logger", version="compression")
         logger.log_metrics({f"compression/{name}/{k}": float(v) for name, row in rows.items()

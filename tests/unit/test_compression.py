@@ -11,6 +11,7 @@ from torch.nn.utils import prune
 from distillab.config import ConfigError
 from distillab.evaluation.compression import (
     accuracy,
+    add_speedups,
     compression_markdown,
     compression_row,
     count_nonzero,
@@ -142,9 +143,17 @@ def test_compression_row_and_markdown_table(digits):
     other = {**row, "name": "int8 | pruned", "retention": None}
     table = compression_markdown([row, other])
     lines = table.strip().splitlines()
-    assert len(lines) == 4 and all(line.count(" | ") == 8 for line in lines[2:])
+    assert len(lines) == 4 and all(line.count(" | ") == 10 for line in lines[2:])
     assert "| oracle |" in table and "int8 \\| pruned" in table
     with pytest.raises(ConfigError, match="reference_acc"):
         compression_row("x", oracle, digits, reference_acc=0.0)
     with pytest.raises(ValueError):
         compression_markdown([])
+
+
+def test_speedups_are_the_reference_latency_over_each_rows():
+    rows = {"teacher": {"latency_ms_b1": 4.0, "latency_ms_b64": 30.0},
+            "student": {"latency_ms_b1": 1.0, "latency_ms_b64": 10.0}}
+    add_speedups(rows, "teacher")
+    assert rows["teacher"]["speedup_b1"] == 1.0 and rows["student"]["speedup_b1"] == 4.0
+    assert rows["student"]["speedup_b64"] == 3.0

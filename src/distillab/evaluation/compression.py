@@ -36,6 +36,8 @@ COLUMNS = (
     ("compressed_bytes", "bytes (zlib)"),
     ("latency_ms_b1", "ms (b=1)"),
     ("latency_ms_b64", "ms (b=64)"),
+    ("speedup_b1", "speed-up (b=1)"),
+    ("speedup_b64", "speed-up (b=64)"),
     ("test_acc", "test acc"),
     ("retention", "retention"),
 )
@@ -211,6 +213,14 @@ def compression_row(
     }
 
 
+def add_speedups(rows: Mapping[str, dict[str, Any]], reference: str) -> None:
+    """``speedup_b1``/``speedup_b64``: the ``reference`` row's latency over each row's (2.0: twice as fast)."""
+    base = rows[reference]
+    for row in rows.values():
+        for b in ("b1", "b64"):
+            row[f"speedup_{b}"] = base[f"latency_ms_{b}"] / row[f"latency_ms_{b}"]
+
+
 def format_cell(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -218,7 +228,7 @@ def format_cell(key: str, value: Any) -> str:
         return str(value).replace("|", "\\|")  # a pipe would split the Markdown cell
     if isinstance(value, int):
         return f"{value:,}"
-    if key.startswith("latency"):
+    if key.startswith(("latency", "speedup")):
         return f"{value:.2f}"
     return f"{value:.4f}"
 
