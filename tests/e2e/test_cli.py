@@ -11,10 +11,10 @@ METRICS = {"acc", "f1", "precision", "recall"}
 
 
 def strip_timings(metrics: dict) -> dict:
-    """Everything but wall-clock figures (stage seconds, latencies), which no seed fixes, and
+    """Everything but wall-clock figures (stage seconds, latencies, speed-ups), which no seed fixes, and
     how much of the teacher cache this run computed (a later run reuses it)."""
     kept = {k: v for k, v in metrics.items() if k not in ("seconds", "git_commit", "compression", "teacher_cache")}
-    kept["compression"] = {name: {k: v for k, v in row.items() if not k.startswith("latency")}
+    kept["compression"] = {name: {k: v for k, v in row.items() if not k.startswith(("latency", "speedup"))}
                            for name, row in metrics.get("compression", {}).items()}
     return kept
 
