@@ -95,6 +95,7 @@ def test_stage_teacher_then_distill_from_its_checkpoint_then_baseline(cli, tmp_p
     assert set(baseline.metrics) & {"teacher", "student", "baseline"} == {"baseline"}
 
 
+NEEDS_SST2 = pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")
 BAD_INPUTS = [
     (["loss.temperature=0"], "loss.temperature"),
     (["loss.alpha=1.5"], "loss.alpha"),
@@ -118,10 +119,8 @@ BAD_INPUTS = [
     (["teacher.random_shift=9"], "teacher.random_shift"),
     (["teacher.seed=-3"], "teacher.seed"),
     (["bow_baseline=true"], "bow_baseline"),
-    pytest.param(["data=sst2", "data.label_column=stars"], "data.label_column",
-                 marks=pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")),
-    pytest.param(["data=sst2", "teacher.random_shift=2"], "teacher.random_shift",
-                 marks=pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")),
+    pytest.param(["data=sst2", "data.label_column=stars"], "data.label_column", marks=NEEDS_SST2),
+    pytest.param(["data=sst2", "teacher.random_shift=2"], "teacher.random_shift", marks=NEEDS_SST2),
 ]
 
 
