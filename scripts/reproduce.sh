@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Runs the paper reproductions of docs/REPRODUCTIONS.md from scratch (each with its own,
 # empty teacher store, so the wall time includes training the teachers) and summarises each.
-#   bash scripts/reproduce.sh [hinton_mnist vit_fashion distilbert_sst2 cross_domain_text]
+#   bash scripts/reproduce.sh [hinton_mnist vit_fashion distilbert_sst2 cross_domain_text minilm_sst2]
 # Output: outputs/reproductions/<name>/ (runs, summary/ tables and plots, time.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(hinton_mnist vit_fashion distilbert_sst2 cross_domain_text)
+[ ${#names[@]} -gt 0 ] || names=(hinton_mnist vit_fashion distilbert_sst2 cross_domain_text minilm_sst2)
 for name in "${names[@]}"; do
   out=outputs/reproductions/$name
   rm -rf "$out"
   mkdir -p "$out"
   case $name in
     hinton_mnist|vit_fashion) sweep=(-m "experiment=$name" seed=1,2,3) ;;  # one teacher, 3 student seeds
+    minilm_sst2) sweep=(-m "experiment=$name" model.student.num_layers=3,2) ;;  # one fine-tuned teacher
     *) sweep=(-m "experiment=$name") ;;
   esac
   start=$(date +%s)

@@ -26,6 +26,7 @@ from distillab.fitting import fit_and_test, test_only
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.models.init_from_teacher import check_init_from_teacher, init_from_teacher
 from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
 from distillab.teachers import FrozenTeacher
@@ -69,6 +70,16 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except OSError:
         return None
+
+
+def bind_pretrained_tokenizer(cfg: DictConfig, datamodule: TensorDataModule) -> None:
+    """Text data tokenized by a pretrained model's own tokenizer, when its folder has one."""
+    listed = cfg.model.get("teachers") or [cfg.model.teacher]
+    nodes = {**{(f"model.teachers[{i}]" if cfg.model.get("teachers") else "model.teacher"): node
+                for i, node in enumerate(listed)}, "model.student": cfg.model.student}
+    tokenizer = shared_tokenizer({key: node.get("pretrained") for key, node in nodes.items()})
+    if tokenizer is not None and hasattr(datamodule, "use_tokenizer"):
+        datamodule.use_tokenizer(tokenizer)
 
 
 def build_model(node: DictConfig, key: str, seed: int, datamodule: TensorDataModule) -> TransformerClassifier:
@@ -116,6 +127,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     # Build everything cheap first, so that a config mistake stops the run before any training.
     datamodule: TensorDataModule = build(cfg.data, "data")
     check_teacher_augmentation(cfg, datamodule)
+    bind_pretrained_tokenizer(cfg, datamodule)
     with section("data"):  # files are read here: their errors name data.<key>
         datamodule.setup()
     with section("optimizer"):

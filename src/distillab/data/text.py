@@ -158,14 +158,6 @@ def subset_train(splits: TextSplits, max_train_samples: int | None, seed: int) -
                    labels={**splits.labels, "train": labels[keep]})
 
 
-@dataclass(frozen=True)
-class TokenizerSettings:
-    max_length: int
-    vocab_size: int
-    lowercase: bool
-    tokenizer_dir: Path
-
-
 def tokenizer_settings(max_length: int, vocab_size: int, lowercase: bool, tokenizer_dir: str) -> TokenizerSettings:
     # 3 tokens at least: [CLS], one word piece, [SEP].
     return TokenizerSettings(check_int("max_length", max_length, low=3), check_int("vocab_size", vocab_size, low=16),
@@ -188,12 +180,37 @@ def tokenize_splits(texts: Mapping[str, list[str]], tokenizer: Tokenizer,
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
+@dataclass(frozen=True)
+class TokenizerSettings:
+    max_length: int
+    vocab_size: int
+    lowercase: bool
+    tokenizer_dir: Path
+
+
 class TokenizedTextDataModule(TensorDataModule):
-    """What every text data module shares: token-id inputs from a trained tokenizer, cut per batch."""
+    """What every text data module shares: token-id inputs, cut per batch, from a tokenizer
+    trained here or, after :meth:`use_tokenizer`, a pretrained model's own."""
 
     dynamic_padding = True
     tokenizer: Tokenizer | None = None
+    tokenizer_file: Path | None = None
+    tokenizer_settings: TokenizerSettings
     max_length: int
+
+    def use_tokenizer(self, path: Path) -> None:
+        """Tokenize with ``path`` (a ``tokenizer.json``) instead of training a WordPiece:
+        a pretrained model reads only the ids of its own vocabulary. Call before setup."""
+        if self.splits:
+            raise RuntimeError("use_tokenizer must be called before the data are set up")
+        self.tokenizer_file = Path(path)
+
+    def load_tokenizer(self, train_texts: Sequence[str]) -> Tokenizer:
+        if self.tokenizer_file is not None:
+            log.info("tokenizing with %s", self.tokenizer_file)
+            return Tokenizer.from_file(str(self.tokenizer_file))
+        s = self.tokenizer_settings
+        return load_or_train_wordpiece(train_texts, s.vocab_size, s.lowercase, s.tokenizer_dir)
 
     @property
     def model_kwargs(self) -> dict[str, int]:
@@ -243,8 +260,7 @@ class TextClassificationDataModule(TokenizedTextDataModule):
 
     def load_splits(self) -> dict[str, tuple[dict[str, Tensor], Tensor]]:
         raw = read_text_splits(self.files, self.val_fraction, self.split_seed)
-        s = self.tokenizer_settings
-        self.tokenizer = load_or_train_wordpiece(raw.texts["train"], s.vocab_size, s.lowercase, s.tokenizer_dir)
+        self.tokenizer = self.load_tokenizer(raw.texts["train"])
         raw = subset_train(raw, self.files.max_train_samples, self.split_seed)
         self.texts, self.label_names, self.num_classes = raw.texts, raw.label_names, len(raw.label_names)
         inputs = tokenize_splits(raw.texts, self.tokenizer, self.max_length)

@@ -33,7 +33,6 @@ from distillab.data.text import (
     tokenize_splits,
     tokenizer_settings,
 )
-from distillab.data.tokenizer import load_or_train_wordpiece
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,9 @@ class TextDomainsDataModule(TokenizedTextDataModule):
         for name, files in self.files.items():
             with section(f"domains.{name}"):
                 raw[name] = read_text_splits(files, self.val_fraction, self.split_seed)
-        s = self.tokenizer_settings
         # One vocabulary for all domains, from every domain's whole training split.
         all_train = [text for part in raw.values() for text in part.texts["train"]]
-        self.tokenizer = load_or_train_wordpiece(all_train, s.vocab_size, s.lowercase, s.tokenizer_dir)
+        self.tokenizer = self.load_tokenizer(all_train)
         for name, files in self.files.items():
             with section(f"domains.{name}"):
                 raw[name] = subset_train(raw[name], files.max_train_samples, self.split_seed)

