@@ -1,10 +1,13 @@
 """A Hydra multirun folder of distillab jobs -> one table (CSV, Markdown, LaTeX) and two plots.
 
     python scripts/summarize.py outputs/multiruns/<date>/<time> [--group-by KEY ...] [--out DIR]
+                                [--x KEY]
 
 One row per (group, model): mean ± sample std over the group's jobs (its seeds) of test
 accuracy, error, error count, F1, agreement and latency, and on the student (and pruned) row
-the share of the teacher-baseline gap that distillation closes.
+the share of the teacher-baseline gap that distillation closes and its accuracy gain over the
+student trained alone (points). ``--x KEY`` (a grouping key, e.g. data.labelled_fraction) also
+draws each model's accuracy against that key: acc_vs_<key>.png.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ STATS = (("acc", 4), ("error", 2), ("test_errors", 1), ("f1", 4), ("agreement", 
 TEX_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                              "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
 TITLES = {"error": "error (%)", "test_errors": "test errors", "latency_ms_b1": "ms (b=1)",
-          "latency_ms_b64": "ms (b=64)", "gap_closed": "gap closed"}
+          "latency_ms_b64": "ms (b=64)", "gap_closed": "gap closed", "vs_alone": "vs alone (pt)"}
 
 
 class SummaryError(Exception):
@@ -193,6 +196,8 @@ def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         if row["model"] in STUDENTS:
             row["gap_closed"] = gap_closed(err_t, row["error_mean"], err_b)
+            # Accuracy points over the student trained alone (mean of each).
+            row["vs_alone"] = None if err_b is None else err_b - row["error_mean"]
     return rows
 
 
@@ -219,12 +224,14 @@ def cell(row: dict[str, Any], column: str, pm: str) -> str:
         return "-"
     if column == "params":
         return f"{round(value):,}"
+    if column == "vs_alone":
+        return f"{value:+.2f}"
     return f"{100 * value:.1f}%" if column == "gap_closed" else str(value)
 
 
 def table(rows: list[dict[str, Any]], keys: list[str], pm: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells; statistics that no row has are left out, and ``failed`` when none failed."""
-    columns = [*keys, "model", "n", "params", *(s for s, _ in STATS), "gap_closed", "failed"]
+    columns = [*keys, "model", "n", "params", *(s for s, _ in STATS), "gap_closed", "vs_alone", "failed"]
     cells = [[cell(r, c, pm) for c in columns] for r in rows]
     keep = [i for i, c in enumerate(columns) if c in (*keys, "model", "n", "params", "gap_closed")
             or any(line[i] not in ("-", "0") for line in cells)]
@@ -274,10 +281,38 @@ def plot(rows: list[dict[str, Any]], keys: list[str], x: str, xlabel: str, path:
     return True
 
 
-def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job], out: Path) -> list[Path]:
+def plot_against(rows: list[dict[str, Any]], keys: list[str], x: str, path: Path) -> None:
+    """Each model's test accuracy (± std) against the grouping key ``x``, one line per model
+    (and per value of the other keys); log x when every value is positive."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in keys if k != x]
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for row in rows:
+        if row.get("acc_mean") is None:
+            continue
+        name = row["model"] + "".join(f", {k.rsplit('.', 1)[-1]}={row[k]}" for k in others)
+        lines.setdefault(name, []).append((float(row[x]), row["acc_mean"], row.get("acc_std") or 0))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in lines.items():
+        xs, ys, es = zip(*sorted(points))
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name)
+    positive = all(p[0] > 0 for pts in lines.values() for p in pts)
+    ax.set(xscale="log" if positive else "linear", xlabel=x, ylabel="test accuracy (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job], out: Path,
+                  x: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = [*keys, "model", "n", "failed", "params",
-               *(f"{stat}_{part}" for stat, _ in STATS for part in ("mean", "std")), "gap_closed"]
+               *(f"{stat}_{part}" for stat, _ in STATS for part in ("mean", "std")), "gap_closed", "vs_alone"]
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -293,6 +328,10 @@ def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job]
         written.append(out / "acc_vs_latency.png")
     else:
         print("note: no job has a latency (metrics.json 'compression'); acc_vs_latency.png not written")
+    if x is not None:
+        path = out / f"acc_vs_{x.rsplit('.', 1)[-1]}.png"
+        plot_against(rows, keys, x, path)
+        written.append(path)
     return written
 
 
@@ -303,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", nargs="+", metavar="KEY",
                         help="dotted config keys (default: the keys the sweep varied, seed excepted)")
     parser.add_argument("--out", type=Path, help="output folder (default: MULTIRUN_DIR/summary)")
+    parser.add_argument("--x", metavar="KEY", help="also plot accuracy against this grouping key")
     args = parser.parse_args(argv)
     try:
         if not args.multirun_dir.is_dir():
@@ -312,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SummaryError(f"{args.multirun_dir}: no jobs (no folder with .hydra/overrides.yaml or metrics.json)")
         keys = args.group_by if args.group_by is not None else default_group_keys([j.overrides for j in jobs])
         check_keys(jobs, keys)
+        if args.x is not None and args.x not in keys:
+            raise SummaryError(f"--x {args.x}: not among the grouping keys ({', '.join(keys) or 'none'}); "
+                               "add it with --group-by")
     except SummaryError as err:
         print(f"summarize.py: error: {err}", file=sys.stderr)
         return 2
@@ -319,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     for job in failed:
         print(f"failed job (no metrics.json): {job.path}")
     rows = summary_rows(group_jobs(jobs, keys), keys)
-    written = write_outputs(rows, keys, failed, args.out or args.multirun_dir / "summary")
+    written = write_outputs(rows, keys, failed, args.out or args.multirun_dir / "summary", args.x)
     print(f"{len(jobs) - len(failed)} jobs summarised, {len(failed)} failed; grouped by: {', '.join(keys) or '-'}\n")
     print(markdown(rows, keys) + "\n")
     print("\n".join(f"wrote {p}" for p in written))

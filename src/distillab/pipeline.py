@@ -29,6 +29,7 @@ from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
+from distillab.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.cache import TeacherOutputCache
@@ -87,7 +88,8 @@ def build_model(node: DictConfig, key: str, seed: int, datamodule: TensorDataMod
     return build(node, key, **datamodule.model_kwargs)
 
 
-def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teachers: list[TransformerClassifier]) -> None:
+def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teachers: list[TransformerClassifier],
+               datamodule: TensorDataModule) -> None:
     """The loss must suit the mode; terms that map layers see both models before training."""
     if cfg.mode == "mutual":
         if not isinstance(loss, MutualLoss):
@@ -97,6 +99,11 @@ def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teach
         raise ConfigError("loss", cfg.loss.get("_target_"), "mode=offline needs a distillation loss (loss=kd, fitnet, ...)")
     with section("loss"):
         loss.setup(student.shape, [t.shape for t in teachers])
+    few_labels = datamodule.labelled_fraction < 1 or datamodule.has_label is not None
+    for name, term in loss.terms.items():
+        if few_labels and getattr(term, "reads_labels", False):
+            raise ConfigError(f"loss.terms.{name}", type(term).__name__, "reads every sample's label; with "
+                              "data.labelled_fraction < 1 or data.unlabelled only the ce term may use labels")
 
 
 def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
@@ -139,11 +146,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None
     plan = plan_compression(cfg)
-    if cfg.get("bow_baseline") and not hasattr(datamodule, "texts"):
+    if cfg.get("bow_baseline") and not hasattr(datamodule, "labelled_texts"):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
-    init_layers = None
+    init_layers, stages = None, []
     if wants_student:
-        check_loss(cfg, loss, student_init, teachers)
+        check_loss(cfg, loss, student_init, teachers, datamodule)
+        stages = plan_stages(cfg, datamodule, student_init.shape, [t.shape for t in teachers])
+        if stages and plan.gradual:
+            raise ConfigError("pruning", cfg.pruning.get("_target_"), "gradual pruning runs within one training, "
+                              "not across stages: prune after training (pruning=magnitude, heads, ...)")
         check_cache(cfg, datamodule)
         if cfg.student_init.from_teacher:
             with section("student_init"):
@@ -164,8 +175,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule)})
                                for s, m in zip(specs, teachers)]
     if cfg.get("bow_baseline"):
-        labels = {split: ds.labels.tolist() for split, ds in datamodule.splits.items()}
-        metrics["bow_baseline"] = timed("bow_baseline", lambda: bag_of_words_baseline(datamodule.texts, labels))
+        texts, labels = datamodule.labelled_texts()
+        metrics["bow_baseline"] = timed("bow_baseline", lambda: bag_of_words_baseline(texts, labels))
     if init_layers is not None:
         init_from_teacher(student_init, teachers[0], init_layers)
 
@@ -175,9 +186,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     # One cache for the run: the pruned student's recovery reads what the student's run built.
     cache = TeacherOutputCache(cfg.teacher.cache, cfg.paths.teachers_dir, cfg.teacher.cache_budget_mb)
 
-    def distiller(model: TransformerClassifier) -> DistillationModule:
-        return DistillationModule(model, frozen_teachers(), loss, datamodule.num_classes, optimizer, cache,
-                                  compile_model=cfg.compile)
+    def distiller(model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
+        return DistillationModule(model, frozen_teachers(), stage.loss if stage else loss, datamodule.num_classes,
+                                  stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile)
 
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
@@ -190,10 +201,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         trained["student"] = peers[1]
     elif wants_student:
         student = copy.deepcopy(student_init)
-        module = distiller(student)
         gradual = [plan.gradual] if plan.gradual else []
-        test = timed("student", lambda: fit_and_test(module, "student", cfg, datamodule, cfg.trainer.max_epochs,
-                                                     cfg.seed, gradual, test_best=not gradual))
+        if stages:  # the student passes through each stage; its test metrics are the last stage's
+            metrics["stages"] = timed("student", lambda: run_stages(stages, lambda st: fit_and_test(
+                distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed)))
+            test = metrics["stages"][stages[-1].name]
+        else:
+            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, datamodule, cfg.trainer.max_epochs,
+                                                         cfg.seed, gradual, test_best=not gradual))
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student

@@ -317,3 +317,32 @@ def test_tiny_bert_forward_on_a_real_batch(sst2_dir, tmp_path):
     loss = torch.nn.functional.cross_entropy(out.logits, batch["labels"])
     loss.backward()
     assert model.model.bert.embeddings.word_embeddings.weight.grad is not None
+
+
+# -- few labels and unlabelled inputs ----------------------------------------------------------
+
+def test_unlabelled_file_feeds_the_student_not_the_teacher(sst2_dir, tmp_path):
+    # Real sentences without their labels: SST-2 rows past the fixture's.
+    extra = [line.split("\t")[0].strip() for line in head(shared("sst2", "train.tsv"), 100, skip=2000)]
+    (tmp_path / "more.txt").write_text("\n".join(extra) + "\n\n")
+    dm = sst2(sst2_dir, tmp_path / "tok", unlabelled=str(tmp_path / "more.txt"), labelled_fraction=0.5, label_seed=1)
+    dm.setup()
+    train = dm.splits["train"]
+    assert len(train) == 1600 and dm.texts["train"][1500:] == extra
+    labelled = train.extras["labelled"]
+    assert not labelled[1500:].any()  # no label at all: never read by a CE term
+    assert int(labelled[:1500].sum()) == 750
+    teacher = dm.for_teacher().splits["train"]
+    assert len(teacher) == 1500 and "labelled" not in teacher.extras
+    texts, labels = dm.labelled_texts()
+    assert len(texts["train"]) == len(labels["train"]) == 1500
+
+
+def test_unlabelled_file_errors(sst2_dir, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        sst2(sst2_dir, tmp_path / "tok", unlabelled=str(tmp_path / "missing.txt"))
+    assert err.value.key == "unlabelled"
+    (tmp_path / "empty.txt").write_text("\n \n")
+    dm = sst2(sst2_dir, tmp_path / "tok", unlabelled=str(tmp_path / "empty.txt"))
+    with pytest.raises(ConfigError, match="holds no text"):
+        dm.setup()

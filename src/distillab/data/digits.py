@@ -34,8 +34,11 @@ class DigitsDataModule(TensorDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         random_shift: int = 0,
+        labelled_fraction: float = 1.0,
+        label_seed: int = 0,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self.keep_labels(labelled_fraction, label_seed)
         self.random_shift = check_int("random_shift", random_shift, low=0, high=self.image_size // 2)
         if self.random_shift:
             self.augmentation = partial(_shift, max_shift=self.random_shift)

@@ -53,8 +53,11 @@ class IDXImageDataModule(TensorDataModule):
         eval_batch_size: int = 1024,
         num_workers: int = 0,
         random_shift: int = 0,
+        labelled_fraction: float = 1.0,
+        label_seed: int = 0,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self.keep_labels(labelled_fraction, label_seed)
         self.data_dir = Path(str(data_dir)).expanduser()
         self.download = check_choice("download", download, (True, False))
         self.val_size = check_int("val_size", val_size, low=1, high=30000)

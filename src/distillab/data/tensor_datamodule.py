@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from distillab.config import check_int
+from distillab.config import check_int, check_number
 from distillab.data.length_grouped import LengthGroupedSampler
+from distillab.data.split import stratified_pick
 
 Inputs = Tensor | dict[str, Tensor]
 
@@ -106,6 +107,11 @@ class TensorDataModule(L.LightningDataModule):
     # Random transform of training inputs (on device, after transfer); None: inputs are the
     # same every epoch, so a teacher's outputs on them can be cached.
     augmentation: Callable[[Inputs], Inputs] | None = None
+    # Few labels (Hinton's transfer set): the student's CE sees the labels of this fraction of
+    # the training samples, drawn per class with label_seed; distillation terms see every sample.
+    labelled_fraction: float = 1.0
+    label_seed: int = 0
+    has_label: Tensor | None = None  # training rows with a label (None: all)
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 0):
         super().__init__()
@@ -113,6 +119,12 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, low=1)
         self.num_workers = check_int("num_workers", num_workers, low=0)
         self.splits: dict[str, IndexedTensorDataset] = {}
+
+    def keep_labels(self, labelled_fraction: float = 1.0, label_seed: int = 0) -> None:
+        """Keep the labels of ``labelled_fraction`` (0 < f <= 1) of the training samples for
+        the student (``labelled`` in its batches); subclasses call it from ``__init__``."""
+        self.labelled_fraction = check_number("labelled_fraction", labelled_fraction, low=0, high=1, low_open=True)
+        self.label_seed = check_int("label_seed", label_seed, low=0)
 
     @property
     def model_kwargs(self) -> dict[str, int]:
@@ -150,10 +162,47 @@ class TensorDataModule(L.LightningDataModule):
             batch = {**batch, "inputs": self.augmentation(batch["inputs"])}
         return batch
 
+    def labelled_mask(self, labels: Tensor, has_label: Tensor | None) -> Tensor | None:
+        """Which training samples the student may learn the label of: a stratified
+        ``labelled_fraction`` of those that have one (``has_label``; None: all do)."""
+        if self.labelled_fraction == 1 and has_label is None:
+            return None
+        rows = has_label.nonzero().squeeze(1) if has_label is not None else torch.arange(len(labels))
+        keep = torch.zeros(len(labels), dtype=torch.bool)
+        if self.labelled_fraction == 1:
+            keep[rows] = True
+        else:
+            picked, _ = stratified_pick("labelled_fraction", self.labelled_fraction, labels[rows],
+                                        self.labelled_fraction, self.label_seed)
+            keep[rows[picked]] = True
+        return keep
+
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits = {k: IndexedTensorDataset(*v, dynamic_padding=self.dynamic_padding)
-                           for k, v in self.load_splits().items()}
+            splits = {k: IndexedTensorDataset(*v, dynamic_padding=self.dynamic_padding)
+                      for k, v in self.load_splits().items()}
+            train = splits["train"]
+            # Rows with no label at all (data.unlabelled) are marked by the loader as has_label.
+            has_label = train.extras.pop("has_label", None)
+            self.has_label = has_label
+            labelled = self.labelled_mask(train.labels, has_label)
+            if labelled is not None:
+                train.extras["labelled"] = labelled
+            self.splits = splits
+
+    def for_teacher(self) -> TensorDataModule:
+        """The data a teacher trains on: every label, and no rows without one (a teacher is
+        trained on full data; only the student learns from few labels)."""
+        self.setup()
+        train = self.splits["train"]
+        if "labelled" not in train.extras:
+            return self
+        view = copy.copy(self)
+        keep = self.has_label if self.has_label is not None else torch.ones(len(train), dtype=torch.bool)
+        full = train.subset(keep)
+        full.extras.pop("labelled")
+        view.splits = {**self.splits, "train": full}
+        return view
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()

@@ -180,6 +180,33 @@ def tokenize_splits(texts: Mapping[str, list[str]], tokenizer: Tokenizer,
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
+def _check_unlabelled(path: Any) -> Path | None:
+    if path is None:
+        return None
+    if not isinstance(path, (str, Path)) or not Path(path).expanduser().is_file():
+        raise ConfigError("unlabelled", path, "no such file: give a text file with one input text a line, or null")
+    return Path(path).expanduser().resolve()
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file: inputs without labels."""
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ConfigError("unlabelled", str(path), "holds no text: give one input text a line")
+    return texts
+
+
+def with_unlabelled(splits: TextSplits, texts: list[str]) -> tuple[TextSplits, Tensor]:
+    """``texts`` appended to the training split with a placeholder label 0, and the mask of
+    the rows that have a real label (the teacher trains only on those; no CE reads the rest)."""
+    n = len(splits.labels["train"])
+    has_label = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(len(texts), dtype=torch.bool)])
+    labels = torch.cat([splits.labels["train"], torch.zeros(len(texts), dtype=torch.long)])
+    return replace(splits, texts={**splits.texts, "train": splits.texts["train"] + texts},
+                   labels={**splits.labels, "train": labels}), has_label
+
+
 @dataclass(frozen=True)
 class TokenizerSettings:
     max_length: int
@@ -222,6 +249,17 @@ class TokenizedTextDataModule(TensorDataModule):
         self.setup()
         return tokenizer_hash(self.tokenizer)
 
+    def labelled_texts(self) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+        """Each split's texts and labels, without the rows that have none (``unlabelled``)."""
+        self.setup()
+        texts = dict(self.texts)
+        labels = {split: ds.labels.tolist() for split, ds in self.splits.items()}
+        if self.has_label is not None:
+            keep = self.has_label.tolist()
+            texts["train"] = [t for t, k in zip(texts["train"], keep) if k]
+            labels["train"] = [y for y, k in zip(labels["train"], keep) if k]
+        return texts, labels
+
 
 class TextClassificationDataModule(TokenizedTextDataModule):
     """One text classification data set from TSV/CSV files; see the module docstring."""
@@ -247,8 +285,13 @@ class TextClassificationDataModule(TokenizedTextDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        labelled_fraction: float = 1.0,
+        label_seed: int = 0,
+        unlabelled: str | None = None,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self.keep_labels(labelled_fraction, label_seed)
+        self.unlabelled = _check_unlabelled(unlabelled)
         self.files = text_files(data_dir, train_file, test_file, val_file, text_column, label_column, header,
                                 delimiter, labels, max_train_samples)
         self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
@@ -262,8 +305,11 @@ class TextClassificationDataModule(TokenizedTextDataModule):
         raw = read_text_splits(self.files, self.val_fraction, self.split_seed)
         self.tokenizer = self.load_tokenizer(raw.texts["train"])
         raw = subset_train(raw, self.files.max_train_samples, self.split_seed)
+        extras: dict[str, dict[str, Tensor]] = {split: {} for split in SPLIT_FILES}
+        if self.unlabelled is not None:
+            raw, extras["train"]["has_label"] = with_unlabelled(raw, read_lines(self.unlabelled))
         self.texts, self.label_names, self.num_classes = raw.texts, raw.label_names, len(raw.label_names)
         inputs = tokenize_splits(raw.texts, self.tokenizer, self.max_length)
         log.info("text data %s: %s samples, %d labels", self.files.data_dir,
                  {k: len(v) for k, v in raw.labels.items()}, self.num_classes)
-        return {split: (inputs[split], raw.labels[split]) for split in SPLIT_FILES}
+        return {split: (inputs[split], raw.labels[split], extras[split]) for split in SPLIT_FILES}

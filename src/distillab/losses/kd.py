@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from distillab.config import check_number
 from distillab.losses.composite import CompositeLoss
-from distillab.losses.reduce import masked_mean, upcast
+from distillab.losses.reduce import label_mask, masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.models.output import ModelOutput
 
@@ -74,12 +74,13 @@ def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | Non
 
 
 class CrossEntropy(nn.Module):
-    """Supervised term: CE(student, labels)."""
+    """Supervised term: CE(student, labels), averaged over the samples that have a label (all,
+    unless the data keep only a fraction: ``data.labelled_fraction``); 0 when none has."""
 
     needs: frozenset[str] = frozenset()
 
     def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
-        return cross_entropy(student_out.logits, batch["labels"], batch.get("mask"))
+        return cross_entropy(student_out.logits, batch["labels"], label_mask(batch))
 
 
 class SoftTargetKL(nn.Module, TeacherChoice):

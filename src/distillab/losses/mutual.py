@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from distillab.config import check_number
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy, soft_target_kl
+from distillab.losses.reduce import label_mask
 
 
 def mutual_kl(logits: list[Tensor], k: int, temperature: float, mask: Tensor | None = None) -> Tensor:
@@ -36,10 +37,10 @@ class MutualLoss(nn.Module):
         self.kl_weight = check_number("kl_weight", kl_weight, low=0)
 
     def forward(self, logits: list[Tensor], batch: dict[str, Any]) -> LossResult:
-        mask = batch.get("mask")
+        mask, labelled = batch.get("mask"), label_mask(batch)
         parts: dict[str, Tensor] = {}
         for k, z in enumerate(logits):
-            parts[f"ce/{k}"] = cross_entropy(z, batch["labels"], mask)
+            parts[f"ce/{k}"] = cross_entropy(z, batch["labels"], labelled)
             parts[f"kl/{k}"] = mutual_kl(logits, k, self.temperature, mask)
         total = sum(parts[f"ce/{k}"] + self.kl_weight * parts[f"kl/{k}"] for k in range(len(logits)))
         return LossResult(total, parts)

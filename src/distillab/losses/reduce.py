@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -17,3 +19,14 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
         return values.mean()
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+def label_mask(batch: dict[str, Any]) -> Tensor | None:
+    """Where a supervised term may read ``labels``: the batch's position ``mask`` (padding
+    of a language model) and, with few labels, its ``labelled`` samples ([batch])."""
+    mask, labelled = batch.get("mask"), batch.get("labelled")
+    if labelled is None:
+        return mask
+    if mask is None:
+        return labelled
+    return mask & labelled.view(-1, *[1] * (mask.dim() - 1))

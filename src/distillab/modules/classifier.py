@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy
+from distillab.losses.reduce import label_mask
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.optim import OptimizerConfig, build_optimizer
 
@@ -41,7 +42,7 @@ class ClassifierModule(L.LightningModule):
         return self.model(inputs)
 
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
-        ce = cross_entropy(self.run_model(batch["inputs"]).logits, batch["labels"], batch.get("mask"))
+        ce = cross_entropy(self.run_model(batch["inputs"]).logits, batch["labels"], label_mask(batch))
         return LossResult(ce, {"ce": ce})
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
-DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size", "tokenizer_dir")
+# (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
+DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size", "tokenizer_dir", "labelled_fraction", "label_seed",
+                     "unlabelled")
 
 
 @dataclass
@@ -93,7 +95,8 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
 def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
                     datamodule: TensorDataModule) -> dict[str, Any]:
     """Fill ``model`` with trained weights; return its params, test metrics and where it came from."""
-    data = datamodule.restricted_to_domain(spec.domain) if spec.domain is not None else datamodule
+    data = datamodule.for_teacher()  # every label, even when the student gets few
+    data = data.restricted_to_domain(spec.domain) if spec.domain is not None else data
     if cfg.teacher.get("random_shift"):  # Hinton et al. 2015 jittered the teacher's inputs, not the student's
         data = data.augmented(partial(random_shift, max_shift=cfg.teacher.random_shift))
     num_classes = datamodule.num_classes
