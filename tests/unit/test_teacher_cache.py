@@ -129,3 +129,26 @@ def test_over_budget_or_augmented_splits_are_left_to_the_live_teacher(digits, ti
     augmented.prepare(teachers, SplitRequest("train", digits.splits["train"], inputs_vary=True))
     assert not augmented.cached("train") and "augmented" in caplog.text
     assert augmented.lookup("train", torch.arange(3)) is None
+
+
+def test_only_the_layers_the_loss_maps_are_cached(digits, tiny_vit):
+    from distillab.losses import CompositeLoss, HiddenStateLoss, SoftTargetKL
+
+    teacher_model, student = tiny_vit(num_layers=2), tiny_vit(num_layers=1, hidden_size=16)
+    loss = CompositeLoss({"kd": SoftTargetKL(), "hidden": HiddenStateLoss("cosine", "last")}, {"kd": 1, "hidden": 1})
+    loss.setup(student.shape, [teacher_model.shape])
+    keep = loss.teacher_tensors()
+    assert keep == {"0.hidden_states.2"}  # embeddings + 2 layers: the last is index 2
+    teachers = Teachers([FrozenTeacher(teacher_model)])
+    train = digits.splits["train"]
+    cache = TeacherOutputCache("memory")
+    cache.prepare(teachers, SplitRequest("train", train, hidden_states=True, keep=keep))
+    idx = torch.randperm(len(train))[:16]
+    cached = cache.lookup("train", idx)
+    assert cached.hidden_states[0] is None and cached.hidden_states[1] is None
+    full = live(teachers, train, idx, hidden_states=True)
+    torch.testing.assert_close(cached.hidden_states[2], full.hidden_states[2])
+    torch.testing.assert_close(cached.logits, full.logits)
+    batch = {"inputs": train.batch(idx)["inputs"], "labels": train.labels[idx]}
+    out = student(batch["inputs"], hidden_states=True)
+    torch.testing.assert_close(loss(out, cached, batch).total, loss(out, full, batch).total)

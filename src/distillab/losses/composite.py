@@ -39,6 +39,17 @@ class CompositeLoss(nn.Module):
     def needs(self) -> frozenset[str]:
         return frozenset().union(*(getattr(t, "needs", frozenset()) for t in self.terms.values()))
 
+    def teacher_tensors(self) -> frozenset[str] | None:
+        """The teacher hidden states/attentions the terms read (cache names), or None when a
+        term that reads features does not say which (then every layer is kept)."""
+        wanted: set[str] = set()
+        for term in self.terms.values():
+            if getattr(term, "needs", None):
+                if not hasattr(term, "teacher_tensors"):
+                    return None
+                wanted |= term.teacher_tensors()
+        return frozenset(wanted)
+
     def setup(self, student: EncoderShape, teachers: list[EncoderShape]) -> None:
         """Let terms that map layers or project widths see both models' shapes (before the
         optimizer is built, so that new projections are optimised with the student)."""

@@ -82,6 +82,12 @@ class _LayerTerm(nn.Module):
                               f"tokens) and teacher ({teacher.tokens}); use the same patch_size")
         self.pairs = layer_pairs(self.layers, student.num_layers, teacher.num_layers, self.allow_embeddings)
 
+    def teacher_tensors(self) -> frozenset[str]:
+        """The teacher layers this term reads, named as the teacher cache names them."""
+        field = next(iter(self.needs))
+        offset = 1 if field == "attentions" else 0  # attention maps have no embedding layer
+        return frozenset(f"{self.teacher}.{field}.{j - offset}" for _, j in self.pairs)
+
     def teacher_output(self, teacher_out: TeacherOut) -> ModelOutput:
         return teacher_out if isinstance(teacher_out, ModelOutput) else teacher_out[self.teacher]
 

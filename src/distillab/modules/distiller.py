@@ -77,7 +77,7 @@ class DistillationModule(ClassifierModule):
         self.cache.prepare(self.teachers, SplitRequest(
             split, data.splits[split], inputs_vary=data.inputs_vary(split), batch_size=data.eval_batch_size,
             device=self.device, precision=str(self.trainer.precision),
-            context=self.trainer.precision_plugin.forward_context, **needs))
+            context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(), **needs))
 
     def on_fit_start(self) -> None:
         self._prepare_cache("train", **self._outputs_needed())

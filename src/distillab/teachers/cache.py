@@ -65,11 +65,12 @@ def flatten(out: ModelOutput | list[ModelOutput]) -> dict[str, Tensor]:
 
 
 def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput]:
+    """The inverse of :func:`flatten`; layers that were not kept are None in their tuple."""
     members = sum(k.endswith(".logits") for k in flat)
 
-    def field(i: int, name: str) -> tuple[Tensor, ...] | None:
-        layers = sum(k.startswith(f"{i}.{name}.") for k in flat)
-        return tuple(flat[f"{i}.{name}.{j}"] for j in range(layers)) if layers else None
+    def field(i: int, name: str) -> tuple[Tensor | None, ...] | None:
+        layers = [int(k.rsplit(".", 1)[1]) for k in flat if k.startswith(f"{i}.{name}.")]
+        return tuple(flat.get(f"{i}.{name}.{j}") for j in range(max(layers) + 1)) if layers else None
 
     outs = [ModelOutput(flat[f"{i}.logits"], field(i, "hidden_states"), field(i, "attentions")) for i in range(members)]
     return outs if members > 1 else outs[0]
@@ -122,6 +123,9 @@ class SplitRequest:
     device: torch.device | str = "cpu"
     precision: str = "32-true"
     context: Callable[[], AbstractContextManager] = nullcontext  # autocast under mixed precision
+    # The hidden-state/attention tensors the loss reads, as flat names ("0.hidden_states.6");
+    # None: every layer. Logits are always kept.
+    keep: frozenset[str] | None = None
 
 
 class TeacherOutputCache:
@@ -141,6 +145,8 @@ class TeacherOutputCache:
         parts = [weights_fingerprint(teachers), data_fingerprint(request.dataset, teachers.route_by_domain),
                  f"hidden={request.hidden_states} attn={request.attentions} routed={teachers.route_by_domain} "
                  f"members={len(teachers)} precision={request.precision}"]
+        if request.keep is not None and (request.hidden_states or request.attentions):
+            parts.append("keep=" + ",".join(sorted(request.keep)))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
     def prepare(self, teachers: Teachers, request: SplitRequest) -> None:
@@ -221,6 +227,8 @@ class TeacherOutputCache:
             batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
             with torch.inference_mode(), request.context():
                 flat = flatten(teachers(batch, **needs))
+            if request.keep is not None:  # only the layers the loss maps: a fraction of all of them
+                flat = {k: v for k, v in flat.items() if k.endswith(".logits") or k in request.keep}
             if not outputs:
                 size = sum(v[0].numel() * v.element_size() for v in flat.values()) * n
                 if size > self.budget_bytes:
