@@ -133,10 +133,38 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(getattr(p, "values", p)[0]) for p in BAD_INPUTS])
+# Through the real CLI (a subprocess each, ~4 s of imports): one per kind of failure, from
+# Hydra's composition to a value checked deep in the pipeline. The whole table runs below
+# in one process, through the same compose + pipeline.run the CLI calls.
+CLI_BAD_INPUTS = [(["data=unknown_data"], "data"), (["loss.alpha=1.5"], "loss.alpha"),
+                  (["stages=[{name:a,max_epochs:0}]"], "stages[0](a).max_epochs"),
+                  (["model.teacher.pretrained=/nonexistent/bert"], "model.teacher.pretrained")]
+
+
+@pytest.mark.parametrize("overrides, key", CLI_BAD_INPUTS, ids=[" ".join(p[0]) for p in CLI_BAD_INPUTS])
 def test_bad_input_is_one_clear_error(cli, tmp_path, overrides, key):
     result = cli("experiment=digits_kd", *overrides, tiny=False)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     assert key in result.stderr
+    assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"
+
+
+@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(getattr(p, "values", p)[0]) for p in BAD_INPUTS])
+def test_bad_input_is_a_config_error_before_training(tmp_path, overrides, key):
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from distillab.cli import CONFIG_DIR
+    from distillab.config import ConfigError
+    from distillab.pipeline import run
+
+    paths = [f"paths.root_dir={CONFIG_DIR.parent}", f"paths.output_dir={tmp_path / 'run'}",
+             f"paths.teachers_dir={tmp_path / 'teachers'}", f"paths.data_root={SHARED_DATA}"]
+    with pytest.raises((ConfigError, HydraException)) as err:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=digits_kd", *overrides, *paths])
+        run(cfg)
+    message = f"{err.value.key}={err.value.value!r}" if isinstance(err.value, ConfigError) else str(err.value)
+    assert key in message
     assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"
