@@ -126,13 +126,17 @@ def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = 
         log.info("built %s with the architecture of %s (%d layers), random weights", type(model).__name__, folder,
                  config.num_hidden_layers)
         return TransformerClassifier(model, input_name)
-    # HF's load report lists every new head tensor; our one line below says the same.
-    verbosity = hf_logging.get_verbosity()
+    # HF's load report lists every new head tensor and draws a bar for a 0.1 s load; our one
+    # line below says what matters.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         model = auto.from_pretrained(folder, ignore_mismatched_sizes=True, local_files_only=True, **overrides)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     log.info("loaded %s from %s (%d layers) with a new %d-way classification head", type(model).__name__, folder,
              model.config.num_hidden_layers, num_labels)
     return TransformerClassifier(model, input_name)
