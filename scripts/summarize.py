@@ -293,7 +293,8 @@ def plot_against(rows: list[dict[str, Any]], keys: list[str], x: str, path: Path
     for row in rows:
         if row.get("acc_mean") is None:
             continue
-        name = row["model"] + "".join(f", {k.rsplit('.', 1)[-1]}={row[k]}" for k in others)
+        role = {"student": "student, distilled", "baseline": "student alone"}.get(row["model"], row["model"])
+        name = role + "".join(f", {k.rsplit('.', 1)[-1]}={row[k]}" for k in others)
         lines.setdefault(name, []).append((float(row[x]), row["acc_mean"], row.get("acc_std") or 0))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, points in lines.items():
