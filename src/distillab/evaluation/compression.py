@@ -152,7 +152,8 @@ def example_inputs(datamodule: Any, batch_size: int) -> Inputs:
 
 
 def latency_ms(
-    model: nn.Module, example: Inputs, repeats: int = 20, warmup: int = 5, threads: int | None = 1
+    model: nn.Module, example: Inputs, repeats: int = 20, warmup: int = 5, threads: int | None = 1,
+    budget_s: float = 3.0,
 ) -> float:
     """Median CPU wall time of one forward on ``example``, in milliseconds.
 
@@ -161,21 +162,30 @@ def latency_ms(
     threads, restored afterwards; None keeps the current setting) defaults to 1: with more
     threads than idle cores, OpenMP barriers make a forward two orders of magnitude slower, so
     multi-threaded numbers say more about the machine's load than about the model.
+    ``budget_s`` bounds the time spent on a slow model: warm-up stops after half of it (one
+    call at least), timing after all of it (three calls at least), so a 22M-parameter BERT at
+    batch 64 costs seconds, not half a minute, and a small model still gets every repeat.
     """
     check_int("repeats", repeats, low=1)
     check_int("warmup", warmup, low=0)
+    check_number("budget_s", budget_s, low=0, low_open=True)
     if threads is not None:
         check_int("threads", threads, low=1)
     before = torch.get_num_threads()
-    times = []
+    times: list[float] = []
     try:
         torch.set_num_threads(threads or before)
         with evaluating(model):
-            for i in range(warmup + repeats):
+            started = time.perf_counter()
+            for _ in range(warmup):
+                model(example)
+                if time.perf_counter() - started > budget_s / 2:
+                    break
+            started = time.perf_counter()
+            while len(times) < repeats and (len(times) < 3 or time.perf_counter() - started < budget_s):
                 start = time.perf_counter()
                 model(example)
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
+                times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(before)
     return statistics.median(times) * 1000.0
