@@ -54,6 +54,7 @@ def check_run_config(cfg: DictConfig) -> None:
     check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
     check_choice("compile", cfg.compile, (True, False))
     check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
+    check_choice("compression_report", cfg.get("compression_report", True), (True, False))
     if cfg.mode == "mutual" and cfg.stage != "all":
         raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
     if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
@@ -243,7 +244,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
             metrics["reference_acc"] = reference
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
-    if wants_student:
+    if wants_student and cfg.get("compression_report", True):
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
         teacher = metrics["teachers"][0]
