@@ -28,6 +28,7 @@ from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text_table import Column, read_table
 from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
+from distillab.data.unlabelled import check_unlabelled, read_lines, with_unlabelled
 
 log = logging.getLogger(__name__)
 
@@ -180,33 +181,6 @@ def tokenize_splits(texts: Mapping[str, list[str]], tokenizer: Tokenizer,
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
-def _check_unlabelled(path: Any) -> Path | None:
-    if path is None:
-        return None
-    if not isinstance(path, (str, Path)) or not Path(path).expanduser().is_file():
-        raise ConfigError("unlabelled", path, "no such file: give a text file with one input text a line, or null")
-    return Path(path).expanduser().resolve()
-
-
-def read_lines(path: Path) -> list[str]:
-    """The non-empty lines of a UTF-8 text file: inputs without labels."""
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise ConfigError("unlabelled", str(path), "holds no text: give one input text a line")
-    return texts
-
-
-def with_unlabelled(splits: TextSplits, texts: list[str]) -> tuple[TextSplits, Tensor]:
-    """``texts`` appended to the training split with a placeholder label 0, and the mask of
-    the rows that have a real label (the teacher trains only on those; no CE reads the rest)."""
-    n = len(splits.labels["train"])
-    has_label = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(len(texts), dtype=torch.bool)])
-    labels = torch.cat([splits.labels["train"], torch.zeros(len(texts), dtype=torch.long)])
-    return replace(splits, texts={**splits.texts, "train": splits.texts["train"] + texts},
-                   labels={**splits.labels, "train": labels}), has_label
-
-
 @dataclass(frozen=True)
 class TokenizerSettings:
     max_length: int
@@ -291,7 +265,7 @@ class TextClassificationDataModule(TokenizedTextDataModule):
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
         self.keep_labels(labelled_fraction, label_seed)
-        self.unlabelled = _check_unlabelled(unlabelled)
+        self.unlabelled = check_unlabelled(unlabelled)
         self.files = text_files(data_dir, train_file, test_file, val_file, text_column, label_column, header,
                                 delimiter, labels, max_train_samples)
         self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
