@@ -208,8 +208,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
                 distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed)))
             test = metrics["stages"][stages[-1].name]
         else:
-            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, datamodule, cfg.trainer.max_epochs,
-                                                         cfg.seed, gradual, test_best=not gradual))
+            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, datamodule,
+                                                         cfg.trainer.max_epochs, cfg.seed, gradual,
+                                                         test_best=not gradual))
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student

@@ -121,7 +121,8 @@ def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = 
     input_name = _check_matches_data(config, str(pretrained), data)
     auto = AutoModelForImageClassification if input_name == "pixel_values" else AutoModelForSequenceClassification
     if not load_weights:
-        config = AutoConfig.from_pretrained(folder, local_files_only=True, **overrides)
+        for key, value in overrides.items():  # the config already read, with this run's changes
+            setattr(config, key, value)
         model = auto.from_config(config)
         log.info("built %s with the architecture of %s (%d layers), random weights", type(model).__name__, folder,
                  config.num_hidden_layers)
