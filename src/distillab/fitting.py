@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from distillab.checkpoints import HashedCheckpointIO, resumable
 from distillab.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.modules.classifier import ClassifierModule
@@ -22,28 +23,39 @@ def _test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 
 def fit_and_test(
     module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int,
-    extra_callbacks: Sequence[L.Callback] = (), test_best: bool = True,
+    extra_callbacks: Sequence[L.Callback] = (), test_best: bool = True, val: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Train ``module`` with the configured Trainer, callbacks and logger; test its best
     checkpoint (or, with ``test_best=False``, the weights training ended with: under gradual
-    pruning the best validation score comes from an early, denser model).
+    pruning the best validation score comes from an early, denser model). ``val[role]``
+    receives the best validation score (what a hyper-parameter search optimises).
 
     Checkpoints go to ``<run dir>/checkpoints/<role>/`` and TensorBoard to ``tensorboard/<role>/``.
+    When ``checkpoints/<role>/last.ckpt`` is there already (a run resumed in its own folder),
+    training continues from it: weights, optimizer, scheduler, epoch, pruning masks, RNG.
     """
     run_dir = Path(cfg.paths.output_dir)
+    checkpoint_dir = run_dir / "checkpoints" / role
     L.seed_everything(seed, workers=True, verbose=False)
     callbacks = [
-        build(node, f"callbacks.{name}", **({"dirpath": str(run_dir / "checkpoints" / role)} if "dirpath" in node else {}))
+        build(node, f"callbacks.{name}", **({"dirpath": str(checkpoint_dir)} if "dirpath" in node else {}))
         for name, node in (cfg.get("callbacks") or {}).items()
     ] + list(extra_callbacks)
     logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer = build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=logger,
-                    default_root_dir=str(run_dir))
-    log.info("training %s for %d epochs", role, max_epochs)
-    trainer.fit(module, datamodule=datamodule)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and test_best else ""
+                    default_root_dir=str(run_dir), plugins=[HashedCheckpointIO()])
+    last = resumable(checkpoint_dir)
+    if last is not None:
+        log.info("resuming %s from %s", role, last)
+    else:
+        log.info("training %s for %d epochs", role, max_epochs)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last)
+    checkpoint = trainer.checkpoint_callback
+    if val is not None and checkpoint is not None and checkpoint.best_model_score is not None:
+        val[role] = float(checkpoint.best_model_score)
+    best = checkpoint.best_model_path if checkpoint and test_best else ""
     return _test_metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False))
 
 

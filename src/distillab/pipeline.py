@@ -8,6 +8,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from distillab.compress import compress, compression_report, plan_compression
 from distillab.config import ConfigError, build, check_choice, check_int, check_number, section
 from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.distributed import global_rank
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.report import print_summary, write_report
@@ -29,12 +34,16 @@ from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
+from distillab.resume import MODES as RESUME_MODES
+from distillab.resume import plan_resume, register
 from distillab.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.cache import TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
 from distillab.teachers.provide import check_teacher_augmentation, provide_teacher, teacher_specs
+
+log = logging.getLogger(__name__)
 
 STAGES = ("all", "teacher", "distill", "baseline")
 MODES = ("offline", "mutual")
@@ -55,6 +64,8 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("compile", cfg.compile, (True, False))
     check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
     check_choice("compression_report", cfg.get("compression_report", True), (True, False))
+    if cfg.get("ckpt_path", "auto") not in RESUME_MODES and not isinstance(cfg.ckpt_path, str):
+        raise ConfigError("ckpt_path", cfg.ckpt_path, "must be auto, last, null or a run folder")
     if cfg.mode == "mutual" and cfg.stage != "all":
         raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
     if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
@@ -124,12 +135,52 @@ def reference_accuracy(teachers: list[dict[str, Any]], datamodule: TensorDataMod
     return sum(t["test_by_domain"][str(d)] * int((domains == d).sum()) for d, t in enumerate(teachers)) / len(domains)
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+def check_writable(key: str, path: Path) -> None:
+    """A folder the run must write to, checked before anything is trained."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(key, str(path), f"is not writable ({err.strerror or err})") from None
+
+
+def copy_results(source: Path, job_dir: Path, note: dict[str, Any]) -> dict[str, Any]:
+    """The metrics and report of ``source`` in this job's folder too, so that a sweep's folder
+    holds every job's results (what summarize.py reads), with ``note`` saying where they come from."""
+    metrics = {**json.loads((source / "metrics.json").read_text()), **note}
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    for name in ("report.md", "config.yaml"):
+        if (source / name).is_file() and not (job_dir / name).is_file():
+            shutil.copyfile(source / name, job_dir / name)
+    return metrics
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     check_run_config(cfg)
+    job_dir = Path(cfg.paths.output_dir)  # this command's folder; a continued run works in its own
+    rank0 = global_rank() == 0
+    resume = plan_resume(cfg, multirun)
+    if resume.action == "skip":
+        log.info("this config finished in %s: its results are reused (ckpt_path=null runs it again)", resume.run_dir)
+        metrics = copy_results(resume.run_dir, job_dir, {"reused_from": str(resume.run_dir)}) if rank0 else {}
+        if rank0:
+            print_summary(metrics, resume.run_dir)
+        return metrics
+    if resume.action == "continue":
+        log.info("continuing the interrupted run in %s from its last checkpoints (ckpt_path=null starts afresh)",
+                 resume.run_dir)
+        cfg.paths.output_dir = str(resume.run_dir)
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    check_writable("paths.output_dir", run_dir)
+    check_writable("paths.teachers_dir", Path(cfg.paths.teachers_dir))
+    if rank0:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        if resume.action == "fresh":
+            register(cfg, run_dir)
     stage, mutual = cfg.stage, cfg.mode == "mutual"
 
     # Build everything cheap first, so that a config mistake stops the run before any training.
@@ -163,7 +214,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
                                                       cfg.student_init.k)
 
     metrics: dict[str, Any] = {"stage": stage, "mode": cfg.mode, "seed": cfg.seed, "git_commit": git_commit(),
-                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}}
+                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}, "val": {}}
+    val = metrics["val"]  # best val/acc of each trained model, by role
     trained: dict[str, TransformerClassifier] = {}  # student and baseline, for the per-domain report
 
     def timed(role: str, fn: Any) -> Any:
@@ -173,7 +225,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         return result
 
     if specs and not mutual:
-        metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule)})
+        metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule, val)})
                                for s, m in zip(specs, teachers)]
     if cfg.get("bow_baseline"):
         texts, labels = datamodule.labelled_texts()
@@ -194,7 +246,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
         test = timed("student", lambda: fit_and_test(MutualModule(peers, loss, datamodule.num_classes, optimizer),
-                                                     "mutual", cfg, datamodule, cfg.trainer.max_epochs, cfg.seed))
+                                                     "mutual", cfg, datamodule, cfg.trainer.max_epochs, cfg.seed,
+                                                     val=val))
         teacher_test = test_only(ClassifierModule(peers[0], datamodule.num_classes), cfg, datamodule)
         metrics["teachers"] = [{"role": "teacher", "params": peers[0].num_parameters, "test": teacher_test,
                                 "source": "mutual"}]
@@ -205,12 +258,12 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         gradual = [plan.gradual] if plan.gradual else []
         if stages:  # the student passes through each stage; its test metrics are the last stage's
             metrics["stages"] = timed("student", lambda: run_stages(stages, lambda st: fit_and_test(
-                distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed)))
+                distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed, val=val)))
             test = metrics["stages"][stages[-1].name]
         else:
             test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, datamodule,
                                                          cfg.trainer.max_epochs, cfg.seed, gradual,
-                                                         test_best=not gradual))
+                                                         test_best=not gradual, val=val))
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student
@@ -218,7 +271,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         baseline = copy.deepcopy(student_init)
         module = ClassifierModule(baseline, datamodule.num_classes, optimizer, compile_model=cfg.compile)
         test = timed("baseline", lambda: fit_and_test(module, "baseline", cfg, datamodule, cfg.trainer.max_epochs,
-                                                      cfg.seed))
+                                                      cfg.seed, val=val))
         metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
         trained["baseline"] = baseline
 
@@ -254,7 +307,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         metrics["compression"] = compression_report(cfg, report_models, datamodule, metrics.get("reference_acc"),
                                                     own_data)
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    # What a hyper-parameter search optimises: the final model's best validation accuracy.
+    final_role = next((role for role in ("mutual", *(f"student_{s.name}" for s in stages[-1:]), "student",
+                                         "baseline", "teacher") if role in val), None)
+    metrics["objective"] = val.get(final_role)
 
-    write_report(metrics, run_dir, overrides or [])
-    print_summary(metrics, run_dir)
+    if rank0:
+        write_report(metrics, run_dir, overrides or [])
+        if run_dir != job_dir:
+            copy_results(run_dir, job_dir, {"resumed_in": str(run_dir)})
+        print_summary(metrics, run_dir)
     return metrics

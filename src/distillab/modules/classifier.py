@@ -10,12 +10,19 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from distillab.checkpoints import rng_states, set_rng_states
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy
 from distillab.losses.reduce import label_mask
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.optim import OptimizerConfig, build_optimizer
+from distillab.pruning.magnitude import restore_masks
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: training stops before the step that would
+    spread it into the weights, so the last checkpoint is still a good one."""
 
 
 class ClassifierModule(L.LightningModule):
@@ -47,11 +54,38 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         result = self.training_loss(batch)
+        if not torch.isfinite(result.total):
+            self._stop_non_finite(result)
         if self._logs_this_step():
             n = len(batch["labels"])
             self.log("train/loss", result.total, prog_bar=True, batch_size=n)
             self.log_dict({f"train/loss/{k}": v for k, v in result.parts.items()}, batch_size=n)
         return result.total
+
+    def _stop_non_finite(self, result: LossResult) -> None:
+        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in result.parts.items())
+        checkpoint = self.trainer.checkpoint_callback
+        kept = (f"the last good checkpoint is {checkpoint.last_model_path}" if checkpoint and checkpoint.last_model_path
+                else "no checkpoint was written yet")
+        raise NonFiniteLossError(
+            f"the training loss is {float(result.total)} at step {self.global_step} (epoch {self.current_epoch}; "
+            f"terms: {parts}); training stopped and {kept}. Lower optimizer.lr (or teacher.optimizer.lr), set "
+            f"trainer.gradient_clip_val, or use trainer.precision=32-true")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint taken while pruning masks were live holds weight_orig + weight_mask:
+        # give the model the same parametrisation before Lightning loads the state dict.
+        model_state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
+                       if k.startswith("model.")}
+        restore_masks(self.model, model_state)
+        # Restored here: Lightning creates the resumed epoch's data iterator (one draw) as the
+        # optimizer is configured, before any later hook, and draws its shuffle at the first
+        # batch; the uninterrupted run made the same two draws from this state.
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     def _logs_this_step(self) -> bool:
         """Whether the logger writes this step's values (every ``trainer.log_every_n_steps``).
@@ -90,6 +124,10 @@ class ClassifierModule(L.LightningModule):
         return self.model.parameters()
 
     def configure_optimizers(self) -> dict:
-        return build_optimizer(
-            self.trainable_parameters(), self.optimizer_config, int(self.trainer.estimated_stepping_batches)
-        )
+        # In a fixed order by name, pruning's "<name>_orig" read as "<name>": pruning re-registers
+        # a weight last in its module, so a run resumed with live masks would otherwise list the
+        # parameters in another order than the optimizer state it restores.
+        trainable = {id(p) for p in self.trainable_parameters()}
+        named = sorted((n.replace("_orig", ""), p) for n, p in self.named_parameters() if id(p) in trainable)
+        params = [p for _, p in named]
+        return build_optimizer(params, self.optimizer_config, int(self.trainer.estimated_stepping_batches))

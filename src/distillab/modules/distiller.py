@@ -14,13 +14,17 @@ from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
-from distillab.teachers.cache import SplitRequest, TeacherOutputCache
+from distillab.teachers.cache import SplitRequest, TeacherOutputCache, weights_fingerprint
 from distillab.teachers.ensemble import Teachers, top1
 from distillab.teachers.frozen import FrozenTeacher
 
 # Lightning warns about sub-modules in eval mode at the start of fit; the frozen teacher is
 # in eval mode on purpose.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+class TeacherMismatchError(RuntimeError):
+    """A student checkpoint resumed against teachers other than those it was distilled from."""
 
 
 class DistillationModule(ClassifierModule):
@@ -93,6 +97,24 @@ class DistillationModule(ClassifierModule):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         # The loss may own learned projections (student width -> teacher width).
         return itertools.chain(self.model.parameters(), self.loss.parameters())
+
+    def _teachers_sha256(self) -> str:
+        if "_teachers_hash" not in self.__dict__:  # frozen: hashed once
+            self.__dict__["_teachers_hash"] = weights_fingerprint(self.teachers)
+        return self.__dict__["_teachers_hash"]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["teachers_sha256"] = self._teachers_sha256()  # the teachers are referenced, not saved
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("teachers_sha256")
+        if saved is not None and saved != self._teachers_sha256():
+            raise TeacherMismatchError(
+                f"this checkpoint was trained against other teacher weights (SHA-256 {saved[:12]}..., this run's "
+                f"teachers {self._teachers_sha256()[:12]}...): resume with the teacher it was distilled from, or "
+                "start the student afresh")
+        super().on_load_checkpoint(checkpoint)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = super().state_dict(*args, **kwargs)

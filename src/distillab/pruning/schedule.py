@@ -131,6 +131,13 @@ class GradualPruning(L.Callback):
         pl_module.log("pruning/sparsity", measured, on_step=True, on_epoch=False, batch_size=1)
         pl_module.log("pruning/target", self.target(step), on_step=True, on_epoch=False, batch_size=1)
 
+    def state_dict(self) -> dict[str, Any]:  # saved in checkpoints, so a resumed run continues the schedule
+        return {"history": self.history, "last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [tuple(h) for h in state_dict["history"]]
+        self._last_step = state_dict["last_step"]
+
     def finalize(self, model: nn.Module) -> list[str]:
         """Make the masks permanent (plain weights with zeros) before saving or export."""
         return make_permanent(model)

@@ -8,6 +8,7 @@ with seed + i, where seed is ``teacher.seed`` or else the run's), or one per dom
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ from distillab.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import weights_hash
 from distillab.modules import ClassifierModule, OptimizerConfig
+from distillab.distributed import global_rank, is_distributed
 from distillab.teachers.store import TeacherStore, load_teacher_weights, teacher_key
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,9 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
 
 
 def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
-                    datamodule: TensorDataModule) -> dict[str, Any]:
-    """Fill ``model`` with trained weights; return its params, test metrics and where it came from."""
+                    datamodule: TensorDataModule, val: dict[str, float] | None = None) -> dict[str, Any]:
+    """Fill ``model`` with trained weights; return its params, test metrics and where it came from
+    (``val[role]``: its best validation accuracy, when trained here)."""
     data = datamodule.for_teacher()  # every label, even when the student gets few
     data = data.restricted_to_domain(spec.domain) if spec.domain is not None else data
     if cfg.teacher.get("random_shift"):  # Hinton et al. 2015 jittered the teacher's inputs, not the student's
@@ -106,19 +109,24 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
         test = test_only(ClassifierModule(model, num_classes), cfg, data)
     else:
         store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, datamodule.fingerprint())
-        entry = store.lookup(key)
-        if entry is not None:
-            log.info("reusing %s from the store: %s", spec.role, entry)
-            load_teacher_weights(model, entry, key="paths.teachers_dir")
-            source, test = "store", store.metrics(key)["test"]
-        else:
-            with section("teacher.optimizer"):
-                optimizer = OptimizerConfig(**cfg.teacher.optimizer)
-            module = ClassifierModule(model, num_classes, optimizer)
-            test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed)
-            source = "trained"
-            entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
-            log.info("stored %s in %s", spec.role, entry)
+        # Parallel jobs of a sweep that need this teacher: the first trains it, the others wait
+        # here and reuse it. DDP ranks train it together (no lock: the ranks must meet in fit)
+        # and only rank 0 writes it.
+        with nullcontext() if is_distributed(cfg) else store.lock(key):
+            entry = store.lookup(key)
+            if entry is not None:
+                log.info("reusing %s from the store: %s", spec.role, entry)
+                load_teacher_weights(model, entry, key="paths.teachers_dir")
+                source, test = "store", store.metrics(key)["test"]
+            else:
+                with section("teacher.optimizer"):
+                    optimizer = OptimizerConfig(**cfg.teacher.optimizer)
+                module = ClassifierModule(model, num_classes, optimizer)
+                test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val)
+                source = "trained"
+                if global_rank() == 0:
+                    entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
+                    log.info("stored %s in %s", spec.role, entry)
     result = {"params": model.num_parameters, "test": test, "source": source, "store_key": key}
     if spec.domain is not None:
         result["domain"] = spec.domain

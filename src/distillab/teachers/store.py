@@ -99,6 +99,10 @@ class TeacherStore:
     def path(self, key: str) -> Path:
         return self.root / key
 
+    def lock(self, key: str) -> Any:
+        """Held while one process looks up, and if need be trains and saves, the entry ``key``."""
+        return file_lock(self.root / f".{key}.lock")
+
     def lookup(self, key: str) -> Path | None:
         """The entry's folder if it is complete and intact; a damaged entry is removed."""
         entry = self.path(key)
