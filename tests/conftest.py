@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,12 +72,31 @@ class CLIResult:
         return json.loads((self.run_dir / "metrics.json").read_text())
 
 
+def kill_on(cmd: list[str], env: dict[str, str], cwd: Path, path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cmd`` and SIGKILL it once ``path`` exists (fails if it ends before that)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd) as proc:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"ended (exit {proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"{path} did not appear within {timeout} s")
+            time.sleep(0.02)
+        proc.kill()
+        out = proc.communicate()[0]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
 @pytest.fixture
 def cli(tmp_path):
     """Run ``distillab`` in a subprocess with its outputs and teacher store under tmp_path."""
     counter = {"n": 0}
 
-    def run(*args: str, tiny: bool | list[str] = True, teachers_dir: Path | None = None, multirun: bool = False) -> CLIResult:
+    def run(*args: str, tiny: bool | list[str] = True, teachers_dir: Path | None = None, multirun: bool = False,
+            kill_when: str | None = None) -> CLIResult:
+        """``kill_when``: a path under the run's folder; the process is killed (SIGKILL, as by a
+        pre-emption) as soon as it exists."""
         counter["n"] += 1
         run_dir = tmp_path / f"run{counter['n']}"
         dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -85,7 +105,9 @@ def cli(tmp_path):
                *(TINY_OVERRIDES if tiny is True else tiny or []), *args,
                f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-        return CLIResult(proc, run_dir)
+        if kill_when is None:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+            return CLIResult(proc, run_dir)
+        return CLIResult(kill_on(cmd, env, tmp_path, run_dir / kill_when), run_dir)
 
     return run

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -210,6 +211,10 @@ class TensorDataModule(L.LightningDataModule):
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         if shuffle and dataset.dynamic_padding and isinstance(dataset.inputs, dict):
             sampler = LengthGroupedSampler(dataset.inputs["attention_mask"].sum(1), batch_size)
+        elif not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Under DDP each rank evaluates its own shard, none padded with repeats (Lightning's
+            # default sampler pads, so the gathered metrics would count some samples twice).
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size,
