@@ -8,6 +8,7 @@ as ``model.student.num_heads``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Iterable, Iterator
@@ -15,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,8 @@ def check_int(key: str, value: Any, *, low: int | None = None, high: int | None 
 def check_choice(key: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = list(choices)
     if value not in choices:
+        if len(choices) == 2 and all(isinstance(c, bool) for c in choices):
+            raise ConfigError(key, value, "must be true or false")
         raise ConfigError(key, value, f"must be one of {', '.join(map(str, choices))}")
     return value
 
@@ -85,7 +88,8 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` that reports config errors with their full key path.
 
     Hydra wraps exceptions raised by a ``_target_`` in InstantiationException; a
-    ConfigError underneath is unwrapped so the user sees one line, not a traceback.
+    ConfigError underneath is unwrapped so the user sees one line, not a traceback. So are
+    a ``_target_`` that cannot be imported and a key the target does not take.
     """
     try:
         return instantiate(node, **kwargs)
@@ -93,13 +97,45 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
         raise err.under(section) from None
     except InstantiationException as err:
         cause = err.__cause__
+        # A nested node (a loss term inside a composite loss) is named by Hydra's full_key.
+        found = re.search(r"full_key: (\S+)", str(err))
+        inner = _relative_key(node, found[1] if found else "")
+        prefix = ".".join(p for p in (section, inner) if p)
         if isinstance(cause, ConfigError):
-            # A nested node (a loss term inside a composite loss) is named by Hydra's full_key.
-            found = re.search(r"full_key: (\S+)", str(err))
-            inner = found[1] if found else ""
-            prefix = inner if inner.startswith(section) else ".".join(p for p in (section, inner) if p)
             raise cause.under(prefix) from None
+        target = re.search(r"target '([^']+)'", str(err))
+        sub = OmegaConf.select(node, inner) if inner else node
+        if isinstance(cause, ImportError) and target:
+            raise ConfigError(f"{prefix}._target_", target[1], "cannot be imported: no such class or function, "
+                              "or its module fails to import (check the spelling)") from None
         if isinstance(cause, TypeError):
-            # Usually a key the target does not accept, or a value of the wrong type.
-            raise ConfigError(section, "...", f"cannot build {node.get('_target_')}: {cause}") from None
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+            if unknown and target:
+                keys = _parameters(target[1], exclude=kwargs if sub is node else {})
+                value = sub.get(unknown[1], "...") if isinstance(sub, DictConfig) else "..."
+                raise ConfigError(f"{prefix}.{unknown[1]}", value, f"is not a key of {target[1].rsplit('.', 1)[-1]}"
+                                  + (f" (its keys: {', '.join(keys)})" if keys else "")) from None
+            # Usually a value of the wrong type.
+            raise ConfigError(prefix, "...", f"cannot build {target[1] if target else node.get('_target_')}: "
+                              f"{cause}") from None
         raise
+
+
+def _relative_key(node: DictConfig, full_key: str) -> str:
+    """Hydra's ``full_key`` (from the root of ``node``'s config) made relative to ``node``."""
+    own = node._get_full_key(None)
+    if not own:
+        return full_key
+    if full_key == own or full_key.startswith((own + ".", own + "[")):
+        return full_key[len(own):].lstrip(".")
+    return ""  # a node reached through an interpolation (model.teachers[0]: ${model.teacher})
+
+
+def _parameters(target: str, exclude: dict[str, Any]) -> list[str]:
+    """The keyword parameters of ``target`` a config may set (those the caller passes excluded)."""
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except (ImportError, TypeError, ValueError):
+        return []
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in named and p.name not in exclude]

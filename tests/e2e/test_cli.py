@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import SHARED_DATA, cached_outputs, stored_teachers
+from errors_table import FILES, PLACEHOLDER, error_of, make_files, read_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -95,47 +96,14 @@ def test_stage_teacher_then_distill_from_its_checkpoint_then_baseline(cli, tmp_p
     assert set(baseline.metrics) & {"teacher", "student", "baseline"} == {"baseline"}
 
 
-NEEDS_SST2 = pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason=f"no SST-2 in {SHARED_DATA}")
-BAD_INPUTS = [
-    (["loss.temperature=0"], "loss.temperature"),
-    (["loss.alpha=1.5"], "loss.alpha"),
-    (["loss.alpha=abc"], "loss.alpha"),
-    (["trainer.max_epochs=-1"], "trainer.max_epochs"),
-    (["model.student.num_heads=5"], "model.student.num_heads"),
-    (["stage=distill", "teacher.ckpt_path=/nonexistent/teacher.ckpt"], "teacher.ckpt_path"),
-    (["stage=fly"], "stage"),
-    (["data=unknown_data"], "data"),
-    (["optimizer.lr=-1"], "optimizer.lr"),
-    (["mode=mutual"], "loss"),
-    (["student_init.from_teacher=true"], "student_init.from_teacher"),
-    (["loss=fitnet", "loss.terms.hidden.layers=[[9,1]]"], "loss.terms.hidden.layers"),
-    (["loss=dkd", "loss.terms.dkd.beta=-1"], "loss.terms.dkd.beta"),
-    (["experiment=digits_kd", "teacher.per_domain=true"], "teacher.per_domain"),
-    (["teacher.cache=sometimes"], "teacher.cache"),
-    (["teacher.cache=memory", "data.random_shift=1"], "teacher.cache"),
-    (["data.random_shift=7"], "data.random_shift"),
-    (["teacher.cache_budget_mb=-5"], "teacher.cache_budget_mb"),
-    (["data=mnist", "data.data_dir=/nonexistent/mnist"], "data.data_dir"),
-    (["teacher.random_shift=9"], "teacher.random_shift"),
-    (["teacher.seed=-3"], "teacher.seed"),
-    (["bow_baseline=true"], "bow_baseline"),
-    (["data.labelled_fraction=0"], "data.labelled_fraction"),
-    (["data.labelled_fraction=0.001"], "data.labelled_fraction"),  # under one image per class
-    (["loss=dkd", "data.labelled_fraction=0.5"], "loss.terms.dkd"),
-    (["optimizer.schedule=step"], "optimizer.schedule"),
-    (["stages=[{name:a,max_epochs:0}]"], "stages[0](a).max_epochs"),
-    (["stages=[{name:a},{name:a}]"], "stages[1](a).name"),
-    (["stages=[{name:a,epochs:3}]"], "stages[0](a).epochs"),
-    (["model.teacher.pretrained=/nonexistent/bert"], "model.teacher.pretrained"),
-    (["model.student.pretrained=package:no_such_pkg/model"], "model.student.pretrained"),
-    pytest.param(["data=sst2", "data.label_column=stars"], "data.label_column", marks=NEEDS_SST2),
-    pytest.param(["data=sst2", "teacher.random_shift=2"], "teacher.random_shift", marks=NEEDS_SST2),
-]
+# The wrong inputs and their messages: the table of docs/errors.md (tests/errors_table.py reads
+# it and rewrites its messages with --update).
+BAD_INPUTS = read_rows()
 
 
 # Through the real CLI (a subprocess each, ~4 s of imports): one per kind of failure, from
-# Hydra's composition to a value checked deep in the pipeline. The whole table runs below
-# in one process, through the same compose + pipeline.run the CLI calls.
+# Hydra's composition to a value checked deep in the pipeline. The whole table of
+# docs/errors.md runs below in one process, through the same compose + pipeline.run the CLI calls.
 CLI_BAD_INPUTS = [(["data=unknown_data"], "data"), (["loss.alpha=1.5"], "loss.alpha"),
                   (["stages=[{name:a,max_epochs:0}]"], "stages[0](a).max_epochs"),
                   (["model.teacher.pretrained=/nonexistent/bert"], "model.teacher.pretrained")]
@@ -150,21 +118,27 @@ def test_bad_input_is_one_clear_error(cli, tmp_path, overrides, key):
     assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"
 
 
-@pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(getattr(p, "values", p)[0]) for p in BAD_INPUTS])
-def test_bad_input_is_a_config_error_before_training(tmp_path, overrides, key):
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+@pytest.fixture(scope="module")
+def error_files(tmp_path_factory):
+    """The files the table's rows name by placeholder (<text_file>, <ckpt_3_classes>, ...)."""
+    return make_files(tmp_path_factory.mktemp("error_files"))
 
-    from distillab.cli import CONFIG_DIR
-    from distillab.config import ConfigError
-    from distillab.pipeline import run
 
-    paths = [f"paths.root_dir={CONFIG_DIR.parent}", f"paths.output_dir={tmp_path / 'run'}",
-             f"paths.teachers_dir={tmp_path / 'teachers'}", f"paths.data_root={SHARED_DATA}"]
-    with pytest.raises((ConfigError, HydraException)) as err:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=digits_kd", *overrides, *paths])
-        run(cfg)
-    message = f"{err.value.key}={err.value.value!r}" if isinstance(err.value, ConfigError) else str(err.value)
-    assert key in message
-    assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"
+def test_bad_input_table_is_complete():
+    assert len(BAD_INPUTS) >= 30
+    assert [row.number for row in BAD_INPUTS] == list(range(1, len(BAD_INPUTS) + 1))
+    assert len({tuple(row.overrides) for row in BAD_INPUTS}) == len(BAD_INPUTS), "a case listed twice"
+    known = {"<tmp>", "<data>", *FILES}
+    for row in BAD_INPUTS:
+        assert row.message not in ("", "?"), f"row {row.number} has no message: run tests/errors_table.py --update"
+        assert set(PLACEHOLDER.findall(" ".join(row.overrides))) <= known, f"unknown placeholder in {row.id}"
+
+
+@pytest.mark.parametrize("row", BAD_INPUTS, ids=[row.id for row in BAD_INPUTS])
+def test_bad_input_is_a_config_error_before_training(tmp_path, error_files, row):
+    if missing := row.missing_data():
+        pytest.skip(f"no {', '.join(missing)} in {SHARED_DATA}")
+    # error_of fails (ReachedTraining) if the run gets as far as a Lightning fit/validate/test.
+    assert error_of(row.overrides, tmp_path, error_files) == row.message, (
+        f"docs/errors.md row {row.number}: if the new message is right, run tests/errors_table.py --update")
+    assert not list(tmp_path.rglob("weights.pt")), "nothing may be trained or stored before the config is checked"

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distillab.config import check_number, section
+from distillab.config import ConfigError, check_number, section
 from distillab.models.output import EncoderShape, ModelOutput
 
 
@@ -31,7 +31,9 @@ class CompositeLoss(nn.Module):
     def __init__(self, terms: dict[str, nn.Module], weights: dict[str, float]):
         super().__init__()
         if set(terms) != set(weights):
-            raise ValueError(f"terms {sorted(terms)} and weights {sorted(weights)} must name the same terms")
+            wrong = [f"no weight for the term {k}" for k in sorted(set(terms) - set(weights))]
+            wrong += [f"no term named {k}" for k in sorted(set(weights) - set(terms))]
+            raise ConfigError("weights", dict(weights), f"{'; '.join(wrong)} (the terms: {', '.join(sorted(terms))})")
         self.terms = nn.ModuleDict(terms)
         self.weights = {k: check_number(f"weights.{k}", w, low=0) for k, w in weights.items()}
 

@@ -17,7 +17,7 @@ from distillab.config import check_number
 from distillab.losses.composite import CompositeLoss
 from distillab.losses.reduce import label_mask, masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
-from distillab.models.output import ModelOutput
+from distillab.models.output import EncoderShape, ModelOutput
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -138,3 +138,6 @@ class HintonKD(CompositeLoss):
         kd = SoftTargetKL(temperature, None, combine, teacher_weights)
         super().__init__({"kd": kd, "ce": CrossEntropy()}, {"kd": alpha, "ce": 1 - alpha})
         self.temperature, self.alpha = kd.temperature, alpha
+
+    def setup(self, student: EncoderShape, teachers: list[EncoderShape]) -> None:
+        self.terms["kd"].setup(student, teachers)  # its keys (combine, teacher_weights) are this loss's

@@ -23,7 +23,7 @@ def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embed
     if spec == "last":
         return [(student_layers, teacher_layers)]
     low = 0 if allow_embeddings else 1
-    allowed = (f"'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
+    allowed = (f"must be 'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
                f"{low}..{student_layers} and teacher in {low}..{teacher_layers}")
     if isinstance(spec, str) or not hasattr(spec, "__iter__"):
         raise ConfigError("layers", spec, allowed)
@@ -33,8 +33,12 @@ def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embed
             s, t = (int(v) for v in pair)
         except (TypeError, ValueError):
             raise ConfigError("layers", _plain(spec), allowed) from None
-        if not (low <= s <= student_layers and low <= t <= teacher_layers):
-            raise ConfigError("layers", _plain(spec), allowed)
+        if not low <= s <= student_layers:
+            raise ConfigError("layers", _plain(spec), f"[{s}, {t}] names student layer {s}, which is not in "
+                              f"{low}..{student_layers}; {allowed}")
+        if not low <= t <= teacher_layers:
+            raise ConfigError("layers", _plain(spec), f"[{s}, {t}] names teacher layer {t}, which is not in "
+                              f"{low}..{teacher_layers}; {allowed}")
         pairs.append((s, t))
     if not pairs:
         raise ConfigError("layers", _plain(spec), allowed)

@@ -43,16 +43,22 @@ class TeacherChoice:
             self.teacher_weights = [w / sum(weights) for w in weights]
         else:
             self.teacher_weights = None
+        self.given_weights = None if teacher_weights is None else list(teacher_weights)
+
+    def setup(self, student: object, teachers: Sequence[object]) -> None:
+        """Check ``teacher`` and ``teacher_weights`` against the run's teachers, before training."""
+        self.check_count(len(teachers))
+
+    def check_count(self, n: int) -> None:
+        if self.teacher is not None and self.teacher >= n:
+            raise ConfigError("teacher", self.teacher, f"must be < the number of teachers ({n})")
+        if self.teacher is None and self.teacher_weights is not None and len(self.teacher_weights) != n:
+            raise ConfigError("teacher_weights", self.given_weights, f"needs one weight per teacher ({n})")
 
     def pick(self, teacher_out: TeacherOut) -> list[ModelOutput]:
         outs = [teacher_out] if isinstance(teacher_out, ModelOutput) else list(teacher_out)
-        if self.teacher is not None:
-            if self.teacher >= len(outs):
-                raise ConfigError("teacher", self.teacher, f"must be < the number of teachers ({len(outs)})")
-            return [outs[self.teacher]]
-        if self.teacher_weights is not None and len(self.teacher_weights) != len(outs):
-            raise ConfigError("teacher_weights", self.teacher_weights, f"needs one weight per teacher ({len(outs)})")
-        return outs
+        self.check_count(len(outs))
+        return [outs[self.teacher]] if self.teacher is not None else outs
 
     def log_probs(self, teacher_out: TeacherOut, temperature: float) -> Tensor:
         """log p of the (combined) teacher distribution at ``temperature``, shape [..., classes]."""
