@@ -42,10 +42,13 @@ class HashedCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO plus a SHA-256 file per checkpoint, checked on every load."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        super().save_checkpoint(checkpoint, path, storage_options)
-        tmp = Path(f"{path}{SUFFIX}.tmp")
-        tmp.write_text(sha256_file(Path(path)))
-        os.replace(tmp, f"{path}{SUFFIX}")
+        try:
+            super().save_checkpoint(checkpoint, path, storage_options)
+            tmp = Path(f"{path}{SUFFIX}.tmp")
+            tmp.write_text(sha256_file(Path(path)))
+            os.replace(tmp, f"{path}{SUFFIX}")
+        except OSError as err:  # a full disk: say which file (fsspec's error does not)
+            raise OSError(err.errno, err.strerror, err.filename or str(path)) from err
 
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         problem = verify_checkpoint(path)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -136,12 +136,16 @@ def reference_accuracy(teachers: list[dict[str, Any]], datamodule: TensorDataMod
 
 
 def check_writable(key: str, path: Path) -> None:
-    """A folder the run must write to, checked before anything is trained."""
+    """A folder the run must write to (or the folder it will be made in), checked before
+    anything is trained; nothing is created."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(key, str(path), f"is not writable ({existing} is a file, not a folder)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as err:
         raise ConfigError(key, str(path), f"is not writable ({err.strerror or err})") from None
 
@@ -177,6 +181,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     run_dir = Path(cfg.paths.output_dir)
     check_writable("paths.output_dir", run_dir)
     check_writable("paths.teachers_dir", Path(cfg.paths.teachers_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
     if rank0:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         if resume.action == "fresh":

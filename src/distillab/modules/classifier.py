@@ -63,12 +63,12 @@ class ClassifierModule(L.LightningModule):
         return result.total
 
     def _stop_non_finite(self, result: LossResult) -> None:
-        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in result.parts.items())
+        parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in result.parts.items())
         checkpoint = self.trainer.checkpoint_callback
         kept = (f"the last good checkpoint is {checkpoint.last_model_path}" if checkpoint and checkpoint.last_model_path
                 else "no checkpoint was written yet")
         raise NonFiniteLossError(
-            f"the training loss is {float(result.total)} at step {self.global_step} (epoch {self.current_epoch}; "
+            f"the training loss is {float(result.total.detach())} at step {self.global_step} (epoch {self.current_epoch}; "
             f"terms: {parts}); training stopped and {kept}. Lower optimizer.lr (or teacher.optimizer.lr), set "
             f"trainer.gradient_clip_val, or use trainer.precision=32-true")
 

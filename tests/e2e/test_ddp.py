@@ -1,0 +1,44 @@
+"""trainer=ddp on 2 CPU processes (gloo): metrics gathered over the whole test split, the
+teacher store and the teacher cache written once."""
+
+import pytest
+import torch
+
+from distillab.data import DigitsDataModule
+from distillab.models import build_mlp
+from distillab.modules import ClassifierModule
+from conftest import stored_teachers
+
+pytestmark = pytest.mark.e2e
+
+MLP = ["model/teacher=mlp_1200", "model/student=mlp_800", "model.teacher.hidden_sizes=[64]",
+       "model.student.hidden_sizes=[32]", "teacher.max_epochs=2", "trainer.max_epochs=2",
+       "callbacks.progress_bar.refresh_rate=1000", "baseline=false", "compression_report=false",
+       "data.test_fraction=0.1505"]  # 271 test samples: two shards of 136 and 135, none repeated
+
+
+def test_two_process_ddp_run(cli, tmp_path):
+    result = cli("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", tiny=MLP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert (result.run_dir / "train_ddp_process_1.log").is_file(), "a second process ran"
+    assert output.count("stored teacher in") == 1
+    assert output.count("computed once") == 3, "train, val and test outputs of the teacher: once each"
+    assert len(stored_teachers(tmp_path / "teachers")) == 1
+    assert not list((tmp_path / "teachers").glob(".tmp-*")), "no half-written entry"
+
+    # The reported accuracy is over the whole test split, as one process measures it from the checkpoint.
+    dm = DigitsDataModule(test_fraction=0.1505)
+    dm.setup()
+    student = build_mlp(**dm.model_kwargs, hidden_sizes=[32], dropout=0.0, input_dropout=0.0)
+    state = torch.load(result.run_dir / "checkpoints" / "student" / "best.ckpt", weights_only=True)["state_dict"]
+    student.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    module = ClassifierModule(student, dm.num_classes).eval()
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            module.evaluate(batch, "test")
+    single = {k.removeprefix("test/"): float(v) for k, v in module.test_metrics.compute().items()}
+    reported = result.metrics["student"]["test"]
+    assert reported["acc"] == pytest.approx(single["acc"], abs=1e-6) and reported["f1"] == pytest.approx(single["f1"], abs=1e-6)
+    assert reported["acc"] > 0.3, "a student that learned (chance is 0.1)"
+    assert result.metrics["data"]["test"] == 271
