@@ -8,6 +8,7 @@ import torch
 
 from distillab.losses import HintonKD
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
+from distillab.modules.distiller import TeacherMismatchError
 from distillab.teachers import FrozenTeacher
 
 
@@ -63,6 +64,25 @@ def test_checkpoint_holds_the_student_not_the_teacher(digits, tiny_vit, tmp_path
     fresh.load_state_dict(state)  # strict about the student, silent about the teacher
     with pytest.raises(RuntimeError, match="does not match the student"):
         fresh.load_state_dict({k: v for k, v in state.items() if "classifier" not in k})
+
+
+def test_resuming_against_another_teacher_is_refused(digits, tiny_vit, tmp_path):
+    teacher = tiny_vit()
+    module = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(teacher), HintonKD(), digits.num_classes)
+    t = trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path)
+    t.fit(module, datamodule=digits)
+    t.save_checkpoint(tmp_path / "x.ckpt")
+    assert "teachers_sha256" in torch.load(tmp_path / "x.ckpt", weights_only=True)  # referenced, not saved
+
+    def resume(teacher_model) -> None:
+        again = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(teacher_model), HintonKD(),
+                                   digits.num_classes)
+        trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path).fit(
+            again, datamodule=digits, ckpt_path=tmp_path / "x.ckpt")
+
+    resume(copy.deepcopy(teacher))  # the same teacher weights: resumes
+    with pytest.raises(TeacherMismatchError, match="other teacher weights"):
+        resume(tiny_vit())  # another initialisation
 
 
 def test_projections_are_trained_and_saved_with_the_student(digits, tiny_vit, tmp_path):
