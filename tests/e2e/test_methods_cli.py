@@ -1,6 +1,8 @@
 """Every loss config and every method experiment through the real CLI, between a teacher and
 a student of different depth and width (tiny sizes)."""
 
+import json
+
 import pytest
 from conftest import stored_teachers
 
@@ -24,15 +26,19 @@ def logged_scalars(run_dir, role):
     return set(acc.Tags()["scalars"])
 
 
-@pytest.mark.parametrize("loss", sorted(LOSS_TERMS))
-def test_every_loss_config_runs(cli, loss):
-    result = cli("experiment=digits_kd", f"loss={loss}", "baseline=false")
+def test_every_loss_config_runs(cli, tmp_path):
+    # One sweep over the loss configs (one process, one teacher): each job must run and log its terms.
+    losses = sorted(LOSS_TERMS)
+    result = cli("experiment=digits_kd", f"loss={','.join(losses)}", "baseline=false", "compression_report=false",
+                 multirun=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    m = result.metrics
-    assert m["student"]["params"] < m["teacher"]["params"]
-    assert 0.0 <= m["student"]["test"]["acc"] <= 1.0
-    scalars = logged_scalars(result.run_dir, "student")
-    assert {f"train/loss/{term}" for term in LOSS_TERMS[loss]} <= scalars, scalars
+    assert len(stored_teachers(tmp_path / "teachers")) == 1
+    for job, loss in enumerate(losses):
+        m = json.loads((result.run_dir / str(job) / "metrics.json").read_text())
+        assert m["student"]["params"] < m["teacher"]["params"], loss
+        assert 0.0 <= m["student"]["test"]["acc"] <= 1.0
+        scalars = logged_scalars(result.run_dir / str(job), "student")
+        assert {f"train/loss/{term}" for term in LOSS_TERMS[loss]} <= scalars, (loss, scalars)
 
 
 def test_multi_teacher(cli, tmp_path):
@@ -97,7 +103,7 @@ def test_staged_run_passes_the_student_from_stage_to_stage(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     stages = result.metrics["stages"]
     assert set(stages) == {"general", "task", "finetune"}
-    assert stages["task"]["acc"] > 0.3
+    assert stages["task"]["acc"] > 0.2  # chance is 0.1
     assert stages["finetune"]["acc"] == pytest.approx(stages["task"]["acc"])
     assert result.metrics["student"]["test"] == stages["finetune"]
     assert (result.run_dir / "checkpoints" / "student_general").is_dir()
