@@ -1,5 +1,5 @@
-"""trainer=ddp on 2 CPU processes (gloo): metrics gathered over the whole test split, the
-teacher store and the teacher cache written once."""
+"""Several devices: trainer=ddp on 2 CPU processes (gloo), metrics gathered over the whole test
+split, the teacher store and the teacher cache written once; trainer=gpu (bf16) where there is a GPU."""
 
 import pytest
 import torch
@@ -42,3 +42,11 @@ def test_two_process_ddp_run(cli, tmp_path):
     assert reported["acc"] == pytest.approx(single["acc"], abs=1e-6) and reported["f1"] == pytest.approx(single["f1"], abs=1e-6)
     assert reported["acc"] > 0.3, "a student that learned (chance is 0.1)"
     assert result.metrics["data"]["test"] == 271
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_gpu_run_in_bf16(cli):
+    result = cli("trainer=gpu", tiny=MLP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "bf16-mixed" in (result.run_dir / "config.yaml").read_text()
+    assert result.metrics["student"]["test"]["acc"] > 0.3
