@@ -91,7 +91,7 @@ def _main(cfg: DictConfig) -> float | None:
                               "the command again, which a local multirun cannot do: run one command per run, or the "
                               "sweep with hydra/launcher=slurm (SLURM starts the processes)")
         metrics = run(cfg, list(hydra_cfg.overrides.task), multirun=multirun)
-    except Exception as err:  # noqa: BLE001 - each failure is reported below, the sweep goes on
+    except Exception as err:  # every failure is reported below; in a sweep the other jobs go on
         known = explain(err)
         _record_failure(err, known[1] if known else None)
         if multirun:  # the other jobs go on; the sweep's summary marks this one failed

@@ -11,8 +11,10 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -139,3 +141,18 @@ def _parameters(target: str, exclude: dict[str, Any]) -> list[str]:
         return []
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p.name for p in params if p.kind in named and p.name not in exclude]
+
+
+def check_writable(key: str, path: Path) -> None:
+    """A folder the run must write to (or the folder it will be made in), checked before
+    anything is trained; nothing is created."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(key, str(path), f"is not writable ({existing} is a file, not a folder)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(key, str(path), f"is not writable ({err.strerror or err})") from None

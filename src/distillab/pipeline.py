@@ -8,11 +8,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,15 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.compress import compress, compression_report, plan_compression
-from distillab.config import ConfigError, build, check_choice, check_int, check_number, section
+from distillab.config import (
+    ConfigError,
+    build,
+    check_choice,
+    check_int,
+    check_number,
+    check_writable,
+    section,
+)
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.distributed import global_rank
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
@@ -29,19 +34,26 @@ from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.report import print_summary, write_report
 from distillab.fitting import fit_and_test, test_only
 from distillab.losses import CompositeLoss, MutualLoss
-from distillab.models.init_from_teacher import check_init_from_teacher, init_from_teacher
+from distillab.models.init_from_teacher import (
+    check_init_from_teacher,
+    init_from_teacher,
+)
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
 from distillab.resume import MODES as RESUME_MODES
-from distillab.resume import plan_resume, register
+from distillab.resume import copy_results, plan_resume, register
 from distillab.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.cache import TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
-from distillab.teachers.provide import check_teacher_augmentation, provide_teacher, teacher_specs
+from distillab.teachers.provide import (
+    check_teacher_augmentation,
+    provide_teacher,
+    teacher_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,33 +145,6 @@ def reference_accuracy(teachers: list[dict[str, Any]], datamodule: TensorDataMod
         return max(t["test"]["acc"] for t in teachers)
     domains = datamodule.splits["test"].extras["domain"]
     return sum(t["test_by_domain"][str(d)] * int((domains == d).sum()) for d, t in enumerate(teachers)) / len(domains)
-
-
-def check_writable(key: str, path: Path) -> None:
-    """A folder the run must write to (or the folder it will be made in), checked before
-    anything is trained; nothing is created."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(key, str(path), f"is not writable ({existing} is a file, not a folder)")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ConfigError(key, str(path), f"is not writable ({err.strerror or err})") from None
-
-
-def copy_results(source: Path, job_dir: Path, note: dict[str, Any]) -> dict[str, Any]:
-    """The metrics and report of ``source`` in this job's folder too, so that a sweep's folder
-    holds every job's results (what summarize.py reads), with ``note`` saying where they come from."""
-    metrics = {**json.loads((source / "metrics.json").read_text()), **note}
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    for name in ("report.md", "config.yaml"):
-        if (source / name).is_file() and not (job_dir / name).is_file():
-            shutil.copyfile(source / name, job_dir / name)
-    return metrics
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = False) -> dict[str, Any]:

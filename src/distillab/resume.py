@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -128,3 +130,15 @@ def _diff(a: object, b: object, prefix: str) -> list[str]:
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def copy_results(source: Path, job_dir: Path, note: dict[str, Any]) -> dict[str, Any]:
+    """The metrics and report of ``source`` in this job's folder too, so that a sweep's folder
+    holds every job's results (what summarize.py reads), with ``note`` saying where they come from."""
+    metrics = {**json.loads((source / "metrics.json").read_text()), **note}
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    for name in ("report.md", "config.yaml"):
+        if (source / name).is_file() and not (job_dir / name).is_file():
+            shutil.copyfile(source / name, job_dir / name)
+    return metrics

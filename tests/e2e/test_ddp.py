@@ -3,11 +3,11 @@ split, the teacher store and the teacher cache written once; trainer=gpu (bf16) 
 
 import pytest
 import torch
+from conftest import stored_teachers
 
 from distillab.data import DigitsDataModule
 from distillab.models import build_mlp
 from distillab.modules import ClassifierModule
-from conftest import stored_teachers
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import stored_teachers
 
 pytestmark = pytest.mark.e2e
