@@ -201,7 +201,9 @@ def error_of(overrides: list[str], tmp: Path, files: dict[str, Path]) -> str:
         else:
             raise ReachedTraining("the run finished without a config error")
     message = clean(message)
-    for name, value in sorted(subs.items(), key=lambda kv: -len(kv[1])):  # the longest path first
+    # Each path as given and as resolved (the data folder may be reached through a symlink).
+    pairs = {*subs.items(), *((name, str(Path(value).resolve())) for name, value in subs.items())}
+    for name, value in sorted(pairs, key=lambda kv: -len(kv[1])):  # the longest path first
         message = message.replace(value, name)
     return message
 
