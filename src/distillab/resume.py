@@ -116,9 +116,13 @@ def register(cfg: DictConfig, run_dir: Path) -> None:
     tmp.replace(index / run_key(cfg))
 
 
-def _changed_keys(a: DictConfig, b: DictConfig, prefix: str = "") -> list[str]:
-    pa, pb = (OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x for x in (a, b))
-    return _diff(pa, pb, prefix)
+def _changed_keys(a: DictConfig, b: DictConfig) -> list[str]:
+    """Dotted keys whose values differ, a value under each run's own folder read relative to it."""
+    def plain(cfg: DictConfig) -> object:
+        output_dir = str(cfg.paths.output_dir)
+        return json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True), default=str)
+                          .replace(output_dir, "<output_dir>"))
+    return _diff(plain(a), plain(b), "")
 
 
 def _diff(a: object, b: object, prefix: str) -> list[str]:

@@ -39,8 +39,11 @@ def job_status(job_dir: Path) -> dict[str, Any]:
 
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()] if sweep_dir.is_dir() else []
-    return [job_status(p) for p in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit()
-                                                             else 0, p.name))]
+    rows = [job_status(p) for p in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit()
+                                                               else 0, p.name))]
+    # Only what tells the jobs apart: overrides every job shares are dropped.
+    shared = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
+    return [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o not in shared)} for r in rows]
 
 
 class SweepSummary(Callback):

@@ -69,7 +69,7 @@ class ClassifierModule(L.LightningModule):
                 else "no checkpoint was written yet")
         raise NonFiniteLossError(
             f"the training loss is {float(result.total.detach())} at step {self.global_step} (epoch {self.current_epoch}; "
-            f"terms: {parts}); training stopped and {kept}. Lower optimizer.lr (or teacher.optimizer.lr), set "
+            f"terms: {parts}): stopped before that step, {kept}. Lower optimizer.lr (or teacher.optimizer.lr), set "
             f"trainer.gradient_clip_val, or use trainer.precision=32-true")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
