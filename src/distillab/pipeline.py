@@ -32,6 +32,7 @@ from distillab.distributed import global_rank
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.report import print_summary, write_report
+from distillab.evaluation.robustness import robustness_report
 from distillab.fitting import fit_and_test, test_only
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.models.init_from_teacher import (
@@ -52,6 +53,7 @@ from distillab.teachers.ensemble import Teachers
 from distillab.teachers.provide import (
     check_teacher_augmentation,
     provide_teacher,
+    teacher_attack,
     teacher_specs,
 )
 
@@ -73,6 +75,7 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
     check_choice("teacher.cache", cfg.teacher.cache, CACHE_MODES)
     check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
+    check_number("teacher.adversarial_weight", cfg.teacher.get("adversarial_weight", 1.0), low=0, high=1)
     check_choice("compile", cfg.compile, (True, False))
     check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
     check_choice("compression_report", cfg.get("compression_report", True), (True, False))
@@ -188,6 +191,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     student_init = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if stage != "teacher" else None
     loss = build(cfg.loss, "loss") if wants_student else None
     plan = plan_compression(cfg)
+    teacher_attack(cfg)  # checked now; built again where the teacher trains
+    attacks = [build(node, f"robustness.attacks[{i}]") for i, node in enumerate(cfg.get("robustness", {}).get("attacks")
+                                                                                or [])]
     if cfg.get("bow_baseline") and not hasattr(datamodule, "labelled_texts"):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
     init_layers, stages = None, []
@@ -288,6 +294,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
             metrics["reference_acc"] = reference
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
+    if attacks:  # accuracy under attack on the test split, for every model trained or loaded here
+        models = [*((t["role"], t, m) for t, m in zip(metrics.get("teachers", []), teachers)),
+                  *((r, metrics[r], m) for r, m in trained.items())]
+        timed("robustness", lambda: robustness_report(cfg, models, attacks, datamodule))
     if wants_student and cfg.get("compression_report", True):
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)

@@ -133,3 +133,24 @@ def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
         gap = float(student[f]["acc_mean"]) - float(baseline[f]["acc_mean"])
         assert float(student[f]["vs_alone"]) == pytest.approx(100 * gap, abs=1e-6)
     assert "vs alone (pt)" in (out / "summary.md").read_text()
+
+
+def test_digits_ard(cli):
+    # The experiment's sweep (plain KD and ARD from one robust teacher), tiny: each model's clean and
+    # robust accuracy in metrics.json and in the report.
+    result = cli("experiment=digits_ard", "teacher.max_epochs=2", "trainer.max_epochs=2", "teacher.attack.steps=2",
+                 "robustness.attacks.1.steps=3", "callbacks.progress_bar.refresh_rate=1000",
+                 tiny=["model.teacher.hidden_size=32", "model.teacher.num_layers=1", "model.teacher.num_heads=2",
+                       "model.teacher.intermediate_size=64"], multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [json.loads((result.run_dir / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    assert [j["teachers"][0]["source"] for j in jobs] == ["trained", "store"], "one robust teacher for both"
+    for job in jobs:
+        for role in ("teacher", "student", "baseline"):
+            robust = job[role]["robust"]
+            assert set(robust) == {"clean", "fgsm@0.1", "pgd@0.1"}
+            assert robust["clean"] == pytest.approx(job[role]["test"]["acc"], abs=1e-6)
+            assert robust["pgd@0.1"] <= robust["clean"]
+    ard_config = (result.run_dir / "1" / "config.yaml").read_text()
+    assert "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
+    assert "acc pgd@0.1" in (result.run_dir / "1" / "report.md").read_text()

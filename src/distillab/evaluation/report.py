@@ -18,6 +18,7 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     entries += [(role, metrics[role]) for role in ("student", "pruned", "baseline") if role in metrics]
     reference = metrics.get("reference_acc") or (entries[0][1]["test"]["acc"] if metrics.get("teachers") else None)
     domains = sorted({d for _, e in entries for d in e.get("test_by_domain", {})})
+    robust = list(dict.fromkeys(k for _, e in entries for k in e.get("robust", {}) if k != "clean"))
     rows = []
     for role, entry in entries:
         test = entry["test"]
@@ -32,6 +33,9 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
         for d in domains:
             acc = entry.get("test_by_domain", {}).get(d)
             row[f"acc domain {d}"] = f"{acc:.4f}" if acc is not None else "-"
+        for key in robust:  # accuracy under attack (robustness.attacks), e.g. "acc pgd@0.1"
+            acc = entry.get("robust", {}).get(key)
+            row[f"acc {key}"] = f"{acc:.4f}" if acc is not None else "-"
         rows.append(row)
     if "bow_baseline" in metrics:  # a linear model on word counts: the bar a text teacher must clear
         bow = metrics["bow_baseline"]

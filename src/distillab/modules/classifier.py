@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from distillab.checkpoints import rng_states, set_rng_states
+from distillab.config import check_number
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy
@@ -18,6 +19,7 @@ from distillab.losses.reduce import label_mask
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.optim import OptimizerConfig, build_optimizer
 from distillab.pruning.magnitude import restore_masks
+from distillab.robustness import Attack, perturb
 
 
 class NonFiniteLossError(RuntimeError):
@@ -34,9 +36,12 @@ class ClassifierModule(L.LightningModule):
     """
 
     def __init__(self, model: TransformerClassifier, num_classes: int, optimizer: OptimizerConfig | None = None,
-                 compile_model: bool = False):
+                 compile_model: bool = False, attack: Attack | None = None, adversarial_weight: float = 1.0):
         super().__init__()
         self.model = model
+        # Adversarial training (Madry et al. 2018): L = (1 - w)·CE(x) + w·CE(x + δ*), δ* from ``attack``.
+        self.attack = attack
+        self.adversarial_weight = check_number("adversarial_weight", adversarial_weight, low=0, high=1)
         # The compiled wrapper shares the model's weights; it is kept out of the module tree
         # so that checkpoints hold the plain model's keys.
         self.__dict__["run_model"] = torch.compile(model) if compile_model else model
@@ -50,7 +55,25 @@ class ClassifierModule(L.LightningModule):
 
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
         ce = cross_entropy(self.run_model(batch["inputs"]).logits, batch["labels"], label_mask(batch))
-        return LossResult(ce, {"ce": ce})
+        if self.attack is None:
+            return LossResult(ce, {"ce": ce})
+        ce_adv = cross_entropy(self.perturbed(batch, self.attack).logits, batch["labels"], label_mask(batch))
+        w = self.adversarial_weight
+        return LossResult((1 - w) * ce + w * ce_adv, {"ce": ce, "ce_adv": ce_adv})
+
+    def perturbed(self, batch: dict[str, Any], attack: Attack, **needs: bool) -> ModelOutput:
+        """The model's output on the adversarial version of the batch: ``attack`` raises the
+        model's cross-entropy on the labels (inputs in [0, 1]; token models in embedding space).
+        The attack runs in eval mode (no dropout noise in its gradients) and draws its random
+        start from torch's generator, so a seed (and a resumed run) gives the same examples."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            adv = perturb(self.model, batch, lambda out: cross_entropy(out.logits, batch["labels"], label_mask(batch)),
+                          attack)
+        finally:
+            self.model.train(was_training)
+        return adv(self.model, **needs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         result = self.training_loss(batch)

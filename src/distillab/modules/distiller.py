@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 from torchmetrics import MeanMetric
 
+from distillab.losses.adversarial import PERTURBED
 from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
@@ -66,7 +67,11 @@ class DistillationModule(ClassifierModule):
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
         needs = self._outputs_needed()
         student_out = self.run_model(batch["inputs"], **needs)
-        return self.loss(student_out, self.teacher_outputs(batch, "train", **needs), batch)
+        teacher_out = self.teacher_outputs(batch, "train", **needs)  # on the clean inputs (ARD's targets)
+        attack = getattr(self.loss, "attack", None)
+        if attack is not None:  # terms on perturbed inputs (losses/adversarial.py) read this
+            batch = {**batch, PERTURBED: self.perturbed(batch, attack, **needs)}
+        return self.loss(student_out, teacher_out, batch)
 
     def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
         out = super().evaluate(batch, split)

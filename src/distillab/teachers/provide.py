@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.config import ConfigError, check_int, section
+from distillab.config import ConfigError, build, check_int, section
 from distillab.data.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.fitting import fit_and_test, test_only
@@ -79,6 +79,12 @@ def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
             for i, node in enumerate(listed)]
 
 
+def teacher_attack(cfg: DictConfig) -> Any:
+    """``teacher.attack`` built (an Attack), or None: the teacher trains on clean inputs only."""
+    node = cfg.teacher.get("attack")
+    return build(node, "teacher.attack") if node else None
+
+
 def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None = None) -> str:
     """Hash of everything that determines a trained teacher (``data_fingerprint``: what the
     data config does not say, e.g. the trained tokenizer's hash)."""
@@ -121,7 +127,9 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
             else:
                 with section("teacher.optimizer"):
                     optimizer = OptimizerConfig(**cfg.teacher.optimizer)
-                module = ClassifierModule(model, num_classes, optimizer)
+                with section("teacher"):  # a robust teacher: adversarial training (ARD distills from one)
+                    module = ClassifierModule(model, num_classes, optimizer, attack=teacher_attack(cfg),
+                                              adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0))
                 test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val)
                 source = "trained"
                 if global_rank() == 0:
