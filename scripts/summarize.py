@@ -167,7 +167,14 @@ def observations(metrics: dict[str, Any], role: str, entry: dict[str, Any]) -> d
     if role in STUDENTS:
         seen["agreement"] = test.get("agreement")
     seen.update({k: compression.get(k) for k in ("latency_ms_b1", "latency_ms_b64")})
+    seen.update({f"acc {k}": v for k, v in entry.get("robust", {}).items() if k != "clean"})  # under attack
     return {k: v for k, v in seen.items() if v is not None}
+
+
+def stats(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """STATS, then the accuracy under each attack the jobs measured (``acc pgd@0.1``, ...)."""
+    robust = dict.fromkeys(k.removesuffix("_mean") for r in rows for k in r if k.startswith("acc ") and k.endswith("_mean"))
+    return [*STATS, *((k, 4) for k in robust)]
 
 
 def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,7 +191,8 @@ def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         seen = [observations(m, role, e) for m, e in per_role[role]]
         row: dict[str, Any] = {"model": role, "n": len(seen),
                                "params": mean_std([e["params"] for _, e in per_role[role]])[0]}
-        for stat, _ in STATS:
+        robust = dict.fromkeys(k for s in seen for k in s if k.startswith("acc "))
+        for stat in (*(s for s, _ in STATS), *robust):
             row[f"{stat}_mean"], row[f"{stat}_std"] = mean_std([s[stat] for s in seen if stat in s])
         rows.append(row)
     # The teacher the pipeline measures retention against (the best one, or the per-domain
@@ -215,7 +223,7 @@ def summary_rows(groups: dict[tuple, list[Job]], keys: list[str]) -> list[dict[s
 
 def cell(row: dict[str, Any], column: str, pm: str) -> str:
     """A column of a row as the tables show it, ``mean ± std`` (``pm``) for the statistics."""
-    digits = dict(STATS).get(column)
+    digits = dict(STATS).get(column, 4 if column.startswith("acc ") else None)
     if digits is not None:
         mean, std = row.get(f"{column}_mean"), row.get(f"{column}_std")
         return "-" if mean is None else f"{mean:.{digits}f}" + (f" {pm} {std:.{digits}f}" if std is not None else "")
@@ -231,7 +239,7 @@ def cell(row: dict[str, Any], column: str, pm: str) -> str:
 
 def table(rows: list[dict[str, Any]], keys: list[str], pm: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells; statistics that no row has are left out, and ``failed`` when none failed."""
-    columns = [*keys, "model", "n", "params", *(s for s, _ in STATS), "gap_closed", "vs_alone", "failed"]
+    columns = [*keys, "model", "n", "params", *(s for s, _ in stats(rows)), "gap_closed", "vs_alone", "failed"]
     cells = [[cell(r, c, pm) for c in columns] for r in rows]
     keep = [i for i, c in enumerate(columns) if c in (*keys, "model", "n", "params", "gap_closed")
             or any(line[i] not in ("-", "0") for line in cells)]
@@ -313,7 +321,7 @@ def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job]
                   x: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = [*keys, "model", "n", "failed", "params",
-               *(f"{stat}_{part}" for stat, _ in STATS for part in ("mean", "std")), "gap_closed", "vs_alone"]
+               *(f"{stat}_{part}" for stat, _ in stats(rows) for part in ("mean", "std")), "gap_closed", "vs_alone"]
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

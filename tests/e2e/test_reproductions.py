@@ -154,3 +154,10 @@ def test_digits_ard(cli):
     ard_config = (result.run_dir / "1" / "config.yaml").read_text()
     assert "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
     assert "acc pgd@0.1" in (result.run_dir / "1" / "report.md").read_text()
+    # summarize.py: the robust accuracies as columns, per loss and model.
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out",
+                           str(result.run_dir / "summary")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["loss"], r["model"]): r for r in csv.DictReader((result.run_dir / "summary" / "summary.csv").open())}
+    assert float(rows["ard", "student"]["acc pgd@0.1_mean"]) == pytest.approx(jobs[1]["student"]["robust"]["pgd@0.1"])
+    assert "acc fgsm@0.1" in (result.run_dir / "summary" / "summary.md").read_text()
