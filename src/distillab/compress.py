@@ -87,7 +87,7 @@ def compress(
         if source is None:
             raise ConfigError("pruning.target", step.target, "no such model in this run")
         pruned = copy.deepcopy(source)
-        report = step(pruned, datamodule.val_dataloader())
+        report = step(pruned, datamodule.eval_loader("val"))
         log.info("pruned the %s: %s", step.target, report)
         if step.recovery_epochs and step.target == "student":
             result = recover(pruned, step.recovery_epochs)
@@ -103,7 +103,7 @@ def compress(
         models["int8"] = quantize_int8(final)
     if plan.onnx:
         path = export_onnx(final, example_inputs(datamodule, 2), Path(cfg.paths.output_dir) / "student.onnx")
-        entries["onnx"] = {"path": str(path), **onnx_agreement(path, final, datamodule.test_dataloader())}
+        entries["onnx"] = {"path": str(path), **onnx_agreement(path, final, datamodule.eval_loader("test"))}
         log.info("exported %s: top-1 agreement with PyTorch %.4f", path, entries["onnx"]["top1_agreement"])
     return entries, models
 

@@ -205,13 +205,18 @@ class TensorDataModule(L.LightningDataModule):
         view.splits = {**self.splits, "train": full}
         return view
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def eval_loader(self, split: str) -> DataLoader:
+        """The whole split in order, even under DDP (for measurements outside Lightning's loops,
+        which would otherwise see this rank's shard only)."""
+        return self._loader(split, shuffle=False, shard=False)
+
+    def _loader(self, split: str, shuffle: bool, shard: bool = True) -> DataLoader:
         self.setup()
         dataset, sampler = self.splits[split], None
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         if shuffle and dataset.dynamic_padding and isinstance(dataset.inputs, dict):
             sampler = LengthGroupedSampler(dataset.inputs["attention_mask"].sum(1), batch_size)
-        elif not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+        elif not shuffle and shard and torch.distributed.is_available() and torch.distributed.is_initialized():
             # Under DDP each rank evaluates its own shard, none padded with repeats (Lightning's
             # default sampler pads, so the gathered metrics would count some samples twice).
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)

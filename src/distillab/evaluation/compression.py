@@ -140,7 +140,7 @@ def example_inputs(datamodule: Any, batch_size: int) -> Inputs:
     """
     check_int("batch_size", batch_size, low=1)
     parts, rows = [], 0
-    for batch in datamodule.test_dataloader():
+    for batch in datamodule.eval_loader("test"):
         parts.append(batch["inputs"])
         rows += _num_rows(batch["inputs"])
         if rows >= batch_size:
@@ -210,7 +210,7 @@ def compression_row(
     """One row of the compression report; ``retention`` is test_acc / reference_acc."""
     if reference_acc is not None:
         check_number("reference_acc", reference_acc, low=0, high=1, low_open=True)
-    acc = accuracy(model, datamodule.test_dataloader())
+    acc = accuracy(model, datamodule.eval_loader("test"))
     return {
         "name": name,
         "params": count_parameters(model),

@@ -15,7 +15,7 @@ def accuracy_by_domain(model: TransformerClassifier, datamodule: TensorDataModul
     correct = torch.zeros(datamodule.num_domains)
     total = torch.zeros(datamodule.num_domains)
     device = next(model.parameters()).device
-    loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    loader = datamodule.eval_loader(split)
     for batch in loader:
         inputs = batch["inputs"].to(device) if torch.is_tensor(batch["inputs"]) else {
             k: v.to(device) for k, v in batch["inputs"].items()}

@@ -18,7 +18,7 @@ def robustness_report(cfg: DictConfig, models: Sequence[tuple[str, dict[str, Any
                       datamodule: TensorDataModule) -> None:
     """Add ``robust`` ({"clean": acc, "fgsm@0.1": acc, ...}) to each ``(role, metrics entry, model)``."""
     for _, entry, model in models:
-        entry["robust"] = robust_accuracy(model, datamodule.test_dataloader(), attacks, seed=cfg.seed)
+        entry["robust"] = robust_accuracy(model, datamodule.eval_loader("test"), attacks, seed=cfg.seed)
     if cfg.get("logger"):
         logger = build(cfg.logger, "logger", version="robustness")
         logger.log_metrics({f"robust/{role}/{key}": acc for role, entry, _ in models

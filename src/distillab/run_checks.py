@@ -1,0 +1,73 @@
+"""Is this run's config coherent? Checks that need several sections at once (stage, mode,
+loss, cache), run before anything is trained; each error names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from distillab.config import ConfigError, check_choice, check_int, check_number, section
+from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.losses import CompositeLoss, MutualLoss
+from distillab.models.output import TransformerClassifier
+from distillab.resume import MODES as RESUME_MODES
+from distillab.teachers.cache import MODES as CACHE_MODES
+
+STAGES = ("all", "teacher", "distill", "baseline")
+MODES = ("offline", "mutual")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Top-level keys, checked before anything is trained."""
+    check_choice("stage", cfg.stage, STAGES)
+    check_choice("mode", cfg.mode, MODES)
+    check_int("seed", cfg.seed, low=0)
+    check_int("trainer.max_epochs", cfg.trainer.max_epochs, low=1)
+    check_int("teacher.max_epochs", cfg.teacher.max_epochs, low=1)
+    check_choice("baseline", cfg.baseline, (True, False))
+    check_choice("teacher.per_domain", cfg.teacher.per_domain, (True, False))
+    check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
+    check_choice("teacher.cache", cfg.teacher.cache, CACHE_MODES)
+    check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
+    check_number("teacher.adversarial_weight", cfg.teacher.get("adversarial_weight", 1.0), low=0, high=1)
+    check_choice("compile", cfg.compile, (True, False))
+    check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
+    check_choice("compression_report", cfg.get("compression_report", True), (True, False))
+    if cfg.get("ckpt_path", "auto") not in RESUME_MODES and not isinstance(cfg.ckpt_path, str):
+        raise ConfigError("ckpt_path", cfg.ckpt_path, "must be auto, last, null or a run folder")
+    if cfg.mode == "mutual" and cfg.stage != "all":
+        raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
+    if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
+        raise ConfigError("teacher.ckpt_path", None, "stage=distill needs a teacher: a .ckpt, weights.pt or store folder")
+    ckpts = cfg.teacher.ckpt_path
+    for path in [ckpts] if isinstance(ckpts, str) else (ckpts or []):
+        if not Path(path).expanduser().exists():
+            raise ConfigError("teacher.ckpt_path", path, "no such file or folder")
+
+
+def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teachers: list[TransformerClassifier],
+               datamodule: TensorDataModule) -> None:
+    """The loss must suit the mode; terms that map layers see both models before training."""
+    if cfg.mode == "mutual":
+        if not isinstance(loss, MutualLoss):
+            raise ConfigError("loss", cfg.loss.get("_target_"), "mode=mutual needs a mutual loss (loss=dml)")
+        return
+    if not isinstance(loss, CompositeLoss):
+        raise ConfigError("loss", cfg.loss.get("_target_"), "mode=offline needs a distillation loss (loss=kd, fitnet, ...)")
+    with section("loss"):
+        loss.setup(student.shape, [t.shape for t in teachers])
+    few_labels = datamodule.labelled_fraction < 1 or datamodule.has_label is not None
+    for name, term in loss.terms.items():
+        if few_labels and getattr(term, "reads_labels", False):
+            raise ConfigError(f"loss.terms.{name}", type(term).__name__, "reads every sample's label; with "
+                              "data.labelled_fraction < 1 or data.unlabelled only the ce term may use labels")
+
+
+def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
+    """An explicit cache mode with augmented training inputs would serve stale outputs."""
+    if cfg.mode == "offline" and cfg.teacher.cache in ("memory", "disk") and datamodule.inputs_vary("train"):
+        raise ConfigError("teacher.cache", cfg.teacher.cache, "the training inputs are augmented (new every epoch), so "
+                          "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
+                          "batches, cached on val/test) or off")
