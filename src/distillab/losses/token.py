@@ -1,0 +1,311 @@
+"""Token-level divergences between a teacher's and a student's next-token distributions.
+
+Logits are [batch, seq, vocab] for language models ([batch, classes] works the same way).
+With p = softmax(t / T) the teacher's distribution and q = softmax(s / T) the student's,
+every function here returns
+
+    L = T^2 * (1 / |kept|) * sum_{i in kept} D(p_i, q_i)
+
+- T softens both distributions; the T^2 is Hinton et al.'s (2015: it keeps the KL's gradient
+  scale independent of T) and is applied to every kind alike, so T means the same for each.
+- ``kept`` are the positions where ``mask`` ([batch, seq], True = counts) is true (all when
+  it is None); 0 when none is. Masked positions are never read, whatever they hold.
+- The kept positions are flattened and processed ``chunk`` rows at a time (sum, then one
+  division by the count), so the value equals the unchunked one. With gradients on, each
+  chunk's gradient is taken as the chunk is computed and written into one buffer the size
+  of the logits, which backward returns: no chunk x vocab intermediate outlives its chunk,
+  and the only full-size tensor is that gradient (in the logits' dtype).
+- The teacher is a target: it is detached, and gradients reach the student's logits only.
+
+The teacher is either dense logits [..., V] or a sparse :class:`TopK`: its k most likely
+tokens plus the rest of its mass as one extra bucket. The student is then gathered at the
+same k ids plus its own remaining mass as the extra bucket, so D compares two
+distributions over k + 1 outcomes (with k = V this is exactly the dense D). Coarse-graining
+never increases these divergences (all are f-divergences: data-processing inequality), so
+the sparse value is <= the dense one. A TopK is taken as given: it must already be at
+temperature T (``topk_of(logits, k, T)``); only the student is softened here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.losses.reduce import upcast
+from distillab.losses.topk import (
+    Positions,
+    TopK,
+    log_probs_of,
+    take_rows,
+)
+from distillab.models.output import ModelOutput
+
+KINDS = ("forward_kl", "reverse_kl", "jsd", "tv", "skew_kl", "skew_reverse_kl")
+
+
+# ---- one divergence per row, on log-probabilities over the last axis --------------------
+# Log-probabilities arrive clamped to the lowest finite value (topk.finite): exp gives exactly
+# 0 and differences stay finite, so 0 * log 0 = 0 without a select, and no nan in backward.
+
+
+def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) = sum_v p_v (log p_v - log q_v) per row."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def _log_mix(log_p: Tensor, log_q: Tensor, w: float) -> Tensor:
+    """log(w p + (1 - w) q), in log space (a product of two tiny probabilities must not underflow)."""
+    if w == 0:
+        return log_q
+    if w == 1:
+        return log_p
+    return torch.logaddexp(log_p + math.log(w), log_q + math.log1p(-w))
+
+
+def _forward_kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    return _kl_rows(log_p, log_q)
+
+
+def _reverse_kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    return _kl_rows(log_q, log_p)
+
+
+def _jsd_rows(log_p: Tensor, log_q: Tensor, beta: float) -> Tensor:
+    log_m = _log_mix(log_p, log_q, beta)
+    return beta * _kl_rows(log_p, log_m) + (1 - beta) * _kl_rows(log_q, log_m)
+
+
+def _tv_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
+
+
+def _skew_kl_rows(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
+    return _kl_rows(log_p, _log_mix(log_p, log_q, alpha))
+
+
+def _skew_reverse_kl_rows(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
+    return _kl_rows(log_q, _log_mix(log_q, log_p, alpha))
+
+
+# ---- from logits to log-probabilities, and the chunked mean over kept positions ----------
+
+Rows = Callable[[Tensor, Tensor], Tensor]
+
+
+def _chunk_sum(per_row: Rows, student: Tensor, teacher: Tensor | TopK, temperature: float) -> Tensor:
+    log_p, log_q = log_probs_of(student, teacher, temperature)
+    return per_row(log_p, log_q).sum()
+
+
+class _ChunkedSum(torch.autograd.Function):
+    """The sum over chunks of positions of _chunk_sum. Its gradient w.r.t. the student's
+    logits is taken chunk by chunk in forward and written into one logits-sized buffer,
+    which backward hands out: autograd never holds more than one chunk's graph."""
+
+    @staticmethod
+    def forward(ctx: Any, student: Tensor, per_row: Rows, teacher: Tensor | TopK, chunks: list[Positions],
+                temperature: float) -> Tensor:
+        ctx.grad = torch.zeros_like(student)
+        total = 0
+        for positions in chunks:
+            with torch.enable_grad():
+                rows = student[positions].detach().requires_grad_(True)
+                part = _chunk_sum(per_row, rows, take_rows(teacher, positions), temperature)
+                (grad,) = torch.autograd.grad(part, rows)
+            ctx.grad[positions] = grad
+            total = total + part.detach()
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.grad is None:
+            raise RuntimeError("a token divergence's gradient was already handed out: backward through it "
+                               "once per forward (retain_graph is not supported)")
+        grad, ctx.grad = ctx.grad.mul_(grad_out), None  # in place: no second logits-sized tensor
+        return grad, None, None, None, None
+
+
+def _check_shapes(student_logits: Tensor, teacher: Tensor | TopK) -> None:
+    lead = student_logits.shape[:-1]
+    if isinstance(teacher, TopK):
+        if teacher.indices.shape[:-1] != lead or teacher.log_probs.shape != teacher.indices.shape \
+                or teacher.tail.shape != lead:
+            raise ValueError(f"TopK indices {tuple(teacher.indices.shape)}, log_probs {tuple(teacher.log_probs.shape)} "
+                             f"and tail {tuple(teacher.tail.shape)} do not fit student logits "
+                             f"{tuple(student_logits.shape)}")
+    elif teacher.shape != student_logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher.shape)} and student logits {tuple(student_logits.shape)} "
+                         "differ in shape")
+
+
+def _divergence(per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, temperature: float,
+                mask: Tensor | None, chunk: int) -> Tensor:
+    """T^2 * mean over the kept positions of per_row(log p, log q), ``chunk`` positions at a time.
+
+    The kept positions are listed as indices (no copy of the logits, whatever their strides:
+    a shifted ``logits[:, :-1]`` is read in place) and gathered one chunk at a time.
+    """
+    _check_shapes(student_logits, teacher)
+    lead = student_logits.shape[:-1]
+    keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device) if mask is None \
+        else mask.to(torch.bool).expand(lead)
+    kept = keep.nonzero()  # [n, len(lead)]
+    n = kept.shape[0]
+    if n == 0:
+        return upcast(student_logits[..., :0]).sum()  # 0, still part of the graph
+    chunks = [tuple(rows.unbind(1)) for rows in kept.split(chunk)]
+    if torch.is_grad_enabled() and student_logits.requires_grad:
+        total = _ChunkedSum.apply(student_logits, per_row, teacher, chunks, temperature)
+    else:
+        total = sum(_chunk_sum(per_row, student_logits[p], take_rows(teacher, p), temperature) for p in chunks)
+    return temperature**2 * total / n
+
+
+# ---- the divergences --------------------------------------------------------------------
+
+
+def forward_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+               mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+    """Forward KL (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
+
+        L = T^2 * KL(p || q) = T^2 * sum_v p_v (log p_v - log q_v),   p teacher, q student
+
+    Mode-covering: the student is pushed to put mass wherever the teacher does.
+    """
+    return _divergence(_forward_kl_rows, student_logits, teacher, temperature, mask, chunk)
+
+
+def reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+               mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+    """Reverse KL (Gu et al. 2024, "MiniLLM: Knowledge Distillation of Large Language Models", ICLR):
+
+        L = T^2 * KL(q || p) = T^2 * sum_v q_v (log q_v - log p_v)
+
+    Mode-seeking: the student is pushed off tokens the teacher finds unlikely. (MiniLLM
+    optimises the sequence-level reverse KL with policy gradients; this is its token-level
+    term, the exact per-position reverse KL.)
+    """
+    return _divergence(_reverse_kl_rows, student_logits, teacher, temperature, mask, chunk)
+
+
+def generalized_jsd(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+                    mask: Tensor | None = None, *, beta: float = 0.5, chunk: int = 1024) -> Tensor:
+    """Generalised Jensen-Shannon divergence (Agarwal et al. 2024, "On-Policy Distillation of
+    Language Models: Learning from Self-Generated Mistakes" (GKD), ICLR; after Huszár 2015),
+    with P = p the teacher and Q = q the student, as in the paper's D(p_T || p_S):
+
+        JSD_β(P || Q) = β KL(P || M) + (1 - β) KL(Q || M),   M = β P + (1 - β) Q,   β in [0, 1]
+        L = T^2 * JSD_β(p || q)
+
+    β = 1/2 is the ordinary JSD. Both endpoints are identically 0 (β = 0: M = Q and
+    KL(Q || Q) = 0; β = 1: M = P). Near them, expanding KL(Q || Q + β(P - Q)) = β^2/2 χ²(P || Q)
+    + O(β^3) and its mirror image:
+
+        JSD_β = β KL(P || Q) + O(β^2),              so  JSD_β / β       -> KL(p || q) (forward KL) as β -> 0
+        JSD_β = (1 - β) KL(Q || P) + O((1 - β)^2),  so  JSD_β / (1 - β) -> KL(q || p) (reverse KL) as β -> 1
+
+    So small β behaves like a forward KL scaled by β, β near 1 like a reverse KL scaled by
+    1 - β. The value here is the definition itself, also at the endpoints (where it is 0);
+    some trainers (TRL's GKDTrainer) instead return the unscaled forward/reverse KL at β = 0
+    and 1, a jump from the interior: for those, use :func:`forward_kl` / :func:`reverse_kl`.
+    """
+    return _divergence(partial(_jsd_rows, beta=beta), student_logits, teacher, temperature, mask, chunk)
+
+
+def total_variation(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+                    mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+    """Total variation distance (as a distillation loss: Wen et al. 2023, "f-Divergence
+    Minimization for Sequence-Level Knowledge Distillation", ACL):
+
+        TV(p, q) = 1/2 * sum_v |p_v - q_v|,   in [0, 1];   L = T^2 * TV(p, q)
+    """
+    return _divergence(_tv_rows, student_logits, teacher, temperature, mask, chunk)
+
+
+def skew_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+            mask: Tensor | None = None, *, alpha: float = 0.1, chunk: int = 1024) -> Tensor:
+    """α-skew KL (Ko et al. 2024, "DistiLLM: Towards Streamlined Distillation for Large Language
+    Models", ICML; default α = 0.1 as there), p teacher, q student:
+
+        SKL_α(p, q) = KL(p || α p + (1 - α) q),   L = T^2 * SKL_α(p, q)
+
+    α mixes the teacher (the KL's own first argument) into the student side, which keeps the
+    log-ratio bounded by log(1/α) where q is tiny. α = 0 is the forward KL; α = 1 gives 0.
+    """
+    return _divergence(partial(_skew_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+
+
+def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+                    mask: Tensor | None = None, *, alpha: float = 0.1, chunk: int = 1024) -> Tensor:
+    """α-skew reverse KL (Ko et al. 2024, DistiLLM, ICML), p teacher, q student:
+
+        SRKL_α(p, q) = KL(q || (1 - α) p + α q),   L = T^2 * SRKL_α(p, q)
+
+    As in the paper, α is again the weight of the KL's own first argument (here the student)
+    in the mixture. α = 0 is the reverse KL; α = 1 gives 0. With α = 1 - β and α = β these
+    two make up the generalised JSD: JSD_β = β SKL_β + (1 - β) SRKL_{1-β}.
+    """
+    return _divergence(partial(_skew_reverse_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+
+
+def token_divergence(kind: str, student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
+                     mask: Tensor | None = None, *, beta: float = 0.5, alpha: float = 0.1,
+                     chunk: int = 1024) -> Tensor:
+    """The divergence named ``kind`` (one of :data:`KINDS`); β is read by jsd, α by the skew kinds."""
+    knob = {"jsd": {"beta": beta}, "skew_kl": {"alpha": alpha}, "skew_reverse_kl": {"alpha": alpha}}.get(kind, {})
+    fn = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "jsd": generalized_jsd, "tv": total_variation,
+          "skew_kl": skew_kl, "skew_reverse_kl": skew_reverse_kl}[kind]
+    return fn(student_logits, teacher, temperature, mask, chunk=chunk, **knob)
+
+
+class TokenDivergence(nn.Module):
+    """Distillation term: one token-level divergence between the teacher's and the student's
+    next-token distributions, averaged over the batch's ``mask``; see :func:`token_divergence`.
+
+    Config keys: ``kind`` (forward_kl, reverse_kl, jsd, tv, skew_kl, skew_reverse_kl),
+    ``temperature`` (T > 0), ``beta`` (jsd's β, 0 < β < 1), ``alpha`` (the skew kinds' α,
+    0 <= α < 1), ``chunk`` (positions per chunk, >= 1). β in {0, 1} with jsd and α = 1 with a
+    skew kind are refused: the divergence is then 0 for every student, a run that learns
+    nothing from the teacher.
+
+    ``teacher_out`` is a ModelOutput (dense logits) or a :class:`TopK` already at this
+    temperature (``topk_of(logits, k, temperature)``), or a one-element list of either.
+    """
+
+    needs: frozenset[str] = frozenset()
+
+    def __init__(self, kind: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1,
+                 chunk: int = 1024):
+        super().__init__()
+        self.kind = check_choice("kind", kind, KINDS)
+        self.temperature = check_number("temperature", temperature, low=0, low_open=True)
+        self.beta = check_number("beta", beta, low=0, high=1)
+        if kind == "jsd" and self.beta in (0.0, 1.0):
+            raise ConfigError("beta", beta, "must be > 0 and < 1 with kind=jsd (at 0 and 1 the divergence is 0 for "
+                                            "every student; for its limits use kind=forward_kl or reverse_kl)")
+        self.alpha = check_number("alpha", alpha, low=0, high=1)
+        if kind in ("skew_kl", "skew_reverse_kl") and self.alpha == 1.0:
+            raise ConfigError("alpha", alpha,
+                              f"must be < 1 with kind={kind} (at 1 the divergence is 0 for every student)")
+        self.chunk = check_int("chunk", chunk, low=1)
+
+    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
+        teacher = _one_teacher(teacher_out)
+        return token_divergence(self.kind, student_out.logits, teacher, self.temperature, batch.get("mask"),
+                                beta=self.beta, alpha=self.alpha, chunk=self.chunk)
+
+
+def _one_teacher(teacher_out: ModelOutput | TopK | Sequence[ModelOutput | TopK]) -> Tensor | TopK:
+    if not isinstance(teacher_out, (ModelOutput, TopK)):
+        if len(teacher_out) != 1:
+            raise ValueError(f"TokenDivergence reads one teacher; got {len(teacher_out)}")
+        teacher_out = teacher_out[0]
+    return teacher_out if isinstance(teacher_out, TopK) else teacher_out.logits
