@@ -62,7 +62,9 @@ class TransformerClassifier(nn.Module):
         tokens = None
         if hasattr(c, "image_size") and hasattr(c, "patch_size"):
             tokens = (c.image_size // c.patch_size) ** 2 + 1
-        return EncoderShape(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, tokens)
+        # GPT-2 names its MLP width n_inner (None: 4 x hidden); the other models intermediate_size.
+        inner = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * c.hidden_size
+        return EncoderShape(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, inner, tokens)
 
     def _use_eager_attention(self) -> None:
         # SDPA kernels do not return attention maps; switch once, the first time they are asked.

@@ -1,0 +1,100 @@
+"""Causal language models (HF GPT-2 and Llama classes) from shape keys or a local folder.
+
+A causal LM returns next-token logits [batch, seq, vocab] through the same adapter as the
+classifiers (:class:`~distillab.models.output.TransformerClassifier`, inputs ``input_ids``
+and ``attention_mask``), so every loss term reads it the same way: GPT-2 (Radford et al.
+2019: learned positions, GELU MLP, LayerNorm) or Llama (Touvron et al. 2023: rotary
+positions, SwiGLU MLP, RMSNorm, optional grouped-query attention).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
+
+from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.models.output import TransformerClassifier
+
+ARCHITECTURES = ("gpt2", "llama")
+
+
+def build_causal_lm(
+    vocab_size: int,
+    context: int,
+    architecture: str = "gpt2",
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    num_kv_heads: int | None = None,
+    dropout: float = 0.0,
+    tie_embeddings: bool = True,
+    eos_token_id: int | None = None,
+    pretrained: str | None = None,
+) -> TransformerClassifier:
+    """A GPT-2 or Llama shaped LM; ``vocab_size`` and ``context`` come from the data (its
+    tokenizer and block size). ``intermediate_size`` defaults to 4 × hidden (GPT-2) or the
+    SwiGLU width ⌈8/3 × hidden⌉ rounded up to a multiple of 32 (Llama). ``pretrained``: a
+    local HF folder (``AutoModelForCausalLM``, nothing downloaded); its vocabulary and
+    context must hold the data's. ``eos_token_id``: the tokenizer's end-of-text id (for generation)."""
+    check_int("vocab_size", vocab_size, low=2)
+    check_int("context", context, low=1)
+    if pretrained:
+        return _from_folder(pretrained, vocab_size, context)
+    check_choice("architecture", architecture, ARCHITECTURES)
+    check_int("hidden_size", hidden_size, low=1)
+    check_int("num_layers", num_layers, low=1)
+    check_int("num_heads", num_heads, low=1)
+    check_number("dropout", dropout, low=0, high=1, high_open=True)
+    check_choice("tie_embeddings", tie_embeddings, (True, False))
+    if hidden_size % num_heads:
+        raise ConfigError("num_heads", num_heads, f"must divide hidden_size={hidden_size} (each head gets "
+                          "hidden_size / num_heads)")
+    if architecture == "gpt2":
+        inner = check_int("intermediate_size", intermediate_size, low=1) if intermediate_size else 4 * hidden_size
+        config = GPT2Config(vocab_size=vocab_size, n_positions=context, n_embd=hidden_size, n_layer=num_layers,
+                            n_head=num_heads, n_inner=inner, resid_pdrop=dropout, embd_pdrop=dropout,
+                            attn_pdrop=dropout, tie_word_embeddings=tie_embeddings, bos_token_id=eos_token_id,
+                            eos_token_id=eos_token_id)
+        return TransformerClassifier(GPT2LMHeadModel(config), "input_ids")
+    kv = check_int("num_kv_heads", num_kv_heads, low=1) if num_kv_heads else num_heads
+    if num_heads % kv:
+        raise ConfigError("num_kv_heads", kv, f"must divide num_heads={num_heads} (grouped-query attention)")
+    inner = (check_int("intermediate_size", intermediate_size, low=1) if intermediate_size
+             else -(-8 * hidden_size // 3 // 32) * 32)
+    config = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=context, hidden_size=hidden_size,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=kv,
+                         intermediate_size=inner, attention_dropout=dropout, tie_word_embeddings=tie_embeddings,
+                         bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=None)
+    return TransformerClassifier(LlamaForCausalLM(config), "input_ids")
+
+
+def _from_folder(folder: str, vocab_size: int, context: int) -> TransformerClassifier:
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError("pretrained", folder, "is not a local HF model folder (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    c = model.config
+    if c.vocab_size < vocab_size:
+        raise ConfigError("pretrained", folder, f"has a vocabulary of {c.vocab_size} tokens; the data's tokenizer "
+                          f"has {vocab_size}")
+    positions = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+    if positions is not None and positions < context:
+        raise ConfigError("pretrained", folder, f"holds {positions} positions; the data's blocks are {context} long")
+    return TransformerClassifier(model, "input_ids")
+
+
+def check_same_vocabulary(teacher: TransformerClassifier, student: TransformerClassifier,
+                          key: str = "model.student") -> None:
+    """Token-level distillation compares distributions over one vocabulary: both models must have it."""
+    t, s = teacher.model.config.vocab_size, student.model.config.vocab_size
+    if t != s:
+        raise ConfigError(key, f"vocab_size={s}", f"must equal the teacher's vocabulary ({t} tokens): token-level "
+                          "losses compare the two next-token distributions position by position")
