@@ -1,0 +1,92 @@
+"""A byte-level BPE tokenizer (GPT-2 style) trained here, on a corpus's training texts.
+
+For causal language models: every string is encoded losslessly (the 256 bytes are in the
+alphabet, so there is no unknown token and ``decode(encode(text)) == text``). Trained with HF
+``tokenizers`` and stored content-addressed like the WordPiece tokenizer
+(:mod:`distillab.data.tokenizer`): the key hashes the texts and the settings, training runs
+once under a lock, and later calls (other runs, other jobs of a sweep) load the stored file.
+As with WordPiece, training is not bit-for-bit reproducible (ties between merges), so the
+stored file is the vocabulary: keep it beside anything trained on its ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from distillab.config import ConfigError
+from distillab.teachers.store import atomic_entry, file_lock, verify_entry
+
+log = logging.getLogger(__name__)
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<pad>"
+# EOS first, so that it is id 0 and padding id 1.
+SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN)
+BYTE_ALPHABET_SIZE = 256
+MIN_VOCAB_SIZE = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
+TOKENIZER_FILE = "tokenizer.json"
+# Bump when the way a tokenizer is trained changes, so old entries are not reused.
+FORMAT_VERSION = 1
+
+
+def check_vocab_size(vocab_size: int) -> int:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
+        raise ConfigError("vocab_size", vocab_size, f"must be an integer >= {MIN_VOCAB_SIZE} "
+                                                    f"({BYTE_ALPHABET_SIZE} bytes + {len(SPECIAL_TOKENS)} special tokens)")
+    return vocab_size
+
+
+def bpe_key(texts: Sequence[str], vocab_size: int) -> str:
+    """Stable sha256 (shortened) of the training texts and the settings."""
+    settings = f"bytebpe-v{FORMAT_VERSION}|{vocab_size}|{'|'.join(SPECIAL_TOKENS)}|{len(texts)}"
+    digest = hashlib.sha256(settings.encode())
+    for text in texts:
+        blob = text.encode()
+        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] hash differently.
+        digest.update(len(blob).to_bytes(8, "little") + blob)
+    return digest.hexdigest()[:16]
+
+
+def build_bpe(texts: Sequence[str], vocab_size: int) -> Tokenizer:
+    """Train (no storage) a byte-level BPE of at most ``vocab_size`` tokens (fewer if the
+    texts hold fewer merges), the special tokens first."""
+    check_vocab_size(vocab_size)
+    tokenizer = Tokenizer(models.BPE())
+    # add_prefix_space=False: no space is added before a text, so decoding gives it back exactly.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+    return tokenizer
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int, root: str | Path) -> Tokenizer:
+    """The byte-level BPE stored for these texts and ``vocab_size`` under
+    ``root/<key>/tokenizer.json``, trained and stored first if there is none (once: parallel
+    jobs wait on a lock and then load it; a corrupt entry is trained again)."""
+    check_vocab_size(vocab_size)
+    texts = list(texts)
+    root = Path(root).expanduser()
+    key = bpe_key(texts, vocab_size)
+    entry = root / key
+    with file_lock(root / f"{key}.lock"):
+        if entry.exists():
+            problem = verify_entry(entry)
+            if problem is None:
+                log.info("reusing BPE tokenizer %s", entry / TOKENIZER_FILE)
+                return Tokenizer.from_file(str(entry / TOKENIZER_FILE))
+            log.warning("stored BPE tokenizer %s is %s; training it again", entry, problem)
+        start = time.perf_counter()
+        tokenizer = build_bpe(texts, vocab_size)
+        with atomic_entry(root, key, checked=(TOKENIZER_FILE,)) as tmp:
+            tokenizer.save(str(tmp / TOKENIZER_FILE))
+        log.info("trained a byte-level BPE (vocab %d) on %d texts in %.1f s → %s",
+                 tokenizer.get_vocab_size(), len(texts), time.perf_counter() - start, entry / TOKENIZER_FILE)
+    return tokenizer
