@@ -12,17 +12,13 @@ stored file is the vocabulary: keep it beside anything trained on its ids.
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from distillab.config import ConfigError
-from distillab.teachers.store import atomic_entry, file_lock, verify_entry
-
-log = logging.getLogger(__name__)
+from distillab.data.tokenizer import stored_tokenizer
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<pad>"
@@ -73,20 +69,5 @@ def train_bpe(texts: Sequence[str], vocab_size: int, root: str | Path) -> Tokeni
     jobs wait on a lock and then load it; a corrupt entry is trained again)."""
     check_vocab_size(vocab_size)
     texts = list(texts)
-    root = Path(root).expanduser()
-    key = bpe_key(texts, vocab_size)
-    entry = root / key
-    with file_lock(root / f"{key}.lock"):
-        if entry.exists():
-            problem = verify_entry(entry)
-            if problem is None:
-                log.info("reusing BPE tokenizer %s", entry / TOKENIZER_FILE)
-                return Tokenizer.from_file(str(entry / TOKENIZER_FILE))
-            log.warning("stored BPE tokenizer %s is %s; training it again", entry, problem)
-        start = time.perf_counter()
-        tokenizer = build_bpe(texts, vocab_size)
-        with atomic_entry(root, key, checked=(TOKENIZER_FILE,)) as tmp:
-            tokenizer.save(str(tmp / TOKENIZER_FILE))
-        log.info("trained a byte-level BPE (vocab %d) on %d texts in %.1f s → %s",
-                 tokenizer.get_vocab_size(), len(texts), time.perf_counter() - start, entry / TOKENIZER_FILE)
-    return tokenizer
+    return stored_tokenizer(Path(root).expanduser(), bpe_key(texts, vocab_size),
+                            lambda: build_bpe(texts, vocab_size), "a byte-level BPE", len(texts))

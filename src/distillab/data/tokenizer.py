@@ -14,12 +14,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from torch import Tensor
 
 from distillab.teachers.store import atomic_entry, file_lock, verify_entry
@@ -64,22 +72,27 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> T
 def load_or_train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool, store_dir: str | Path) -> Tokenizer:
     """The tokenizer stored for these texts and settings under ``store_dir``, trained and
     stored first if there is none (once: parallel jobs wait on a lock and then load it)."""
-    root = Path(store_dir).expanduser()
-    key = tokenizer_key(texts, vocab_size, lowercase)
+    return stored_tokenizer(Path(store_dir).expanduser(), tokenizer_key(texts, vocab_size, lowercase),
+                            lambda: train_wordpiece(texts, vocab_size, lowercase), "a WordPiece tokenizer", len(texts))
+
+
+def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what: str, n_texts: int) -> Tokenizer:
+    """``root/<key>/tokenizer.json`` if it is there and intact, else ``train()`` stored there
+    (under a lock, so parallel jobs train it once; a damaged entry is trained again)."""
     entry = root / key
     with file_lock(root / f"{key}.lock"):
         if entry.exists():
             problem = verify_entry(entry)
             if problem is None:
-                log.info("reusing tokenizer %s", entry / TOKENIZER_FILE)
+                log.info("reusing tokenizer %s (%s)", entry / TOKENIZER_FILE, what)
                 return Tokenizer.from_file(str(entry / TOKENIZER_FILE))
-            log.warning("stored tokenizer %s is %s; training it again", entry, problem)
+            log.warning("stored %s %s is %s; training it again", what, entry, problem)
         start = time.perf_counter()
-        tokenizer = train_wordpiece(texts, vocab_size, lowercase)
+        tokenizer = train()
         with atomic_entry(root, key, checked=(TOKENIZER_FILE,)) as tmp:
             tokenizer.save(str(tmp / TOKENIZER_FILE))
-        log.info("trained a WordPiece tokenizer (vocab %d) on %d texts in %.1f s → %s",
-                 tokenizer.get_vocab_size(), len(texts), time.perf_counter() - start, entry / TOKENIZER_FILE)
+        log.info("trained %s (vocab %d) on %d texts in %.1f s → %s", what, tokenizer.get_vocab_size(), n_texts,
+                 time.perf_counter() - start, entry / TOKENIZER_FILE)
     return tokenizer
 
 
