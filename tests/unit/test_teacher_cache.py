@@ -152,3 +152,50 @@ def test_only_the_layers_the_loss_maps_are_cached(digits, tiny_vit):
     batch = {"inputs": train.batch(idx)["inputs"], "labels": train.labels[idx]}
     out = student(batch["inputs"], hidden_states=True)
     torch.testing.assert_close(loss(out, cached, batch).total, loss(out, full, batch).total)
+
+
+def _lm_teacher_and_blocks(vocab: int = 300, seed: int = 0):
+    from distillab.data.tensor_datamodule import IndexedTensorDataset
+    from distillab.models import build_causal_lm
+
+    torch.manual_seed(seed)
+    teacher = build_causal_lm(vocab_size=vocab, context=16, hidden_size=32, num_layers=1, num_heads=2)
+    ids = torch.randint(0, vocab, (10, 16), generator=torch.Generator().manual_seed(1))
+    dataset = IndexedTensorDataset({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.zeros(10))
+    return Teachers([FrozenTeacher(teacher)]), dataset
+
+
+def test_topk_cache_of_a_language_model_teacher(tmp_path):
+    from distillab.losses import TokenDivergence, TopK
+
+    teachers, dataset = _lm_teacher_and_blocks(vocab=300)
+    idx = torch.tensor([7, 2, 5])
+    dense = live(teachers, dataset, idx)
+    student = ModelOutput(torch.randn(3, 16, 300))
+    loss = TokenDivergence("forward_kl", temperature=2.0)
+
+    # k = V: the sparse form gives the dense loss.
+    full = TeacherOutputCache("memory")
+    full.prepare(teachers, SplitRequest("train", dataset, topk=300, topk_temperature=2.0))
+    sparse = full.lookup("train", idx)
+    assert isinstance(sparse, TopK) and sparse.indices.shape == (3, 16, 300)
+    torch.testing.assert_close(loss(student, sparse, {}), loss(student, dense, {}), rtol=2e-3, atol=1e-4)
+
+    # k = 8 on disk: ids in int16, values in half precision; 60x smaller than fp32 logits; built once,
+    # reused by a later run; another teacher weight gives another entry.
+    request = SplitRequest("train", dataset, topk=8, topk_temperature=2.0)
+    first = TeacherOutputCache("disk", tmp_path)
+    first.prepare(teachers, request)
+    entry = tmp_path / "outputs" / first.built[0]
+    stored = torch.load(entry / OUTPUTS, weights_only=True)
+    assert stored["0.topk.indices"].dtype == torch.int16 and stored["0.topk.log_probs"].dtype == torch.float16
+    sparse_bytes = sum(v.numel() * v.element_size() for v in stored.values())
+    assert 10 * 16 * 300 * 4 / sparse_bytes >= 10
+    again = TeacherOutputCache("disk", tmp_path)
+    again.prepare(teachers, request)
+    assert again.built == [] and torch.equal(again.lookup("train", idx).indices, first.lookup("train", idx).indices)
+    with torch.no_grad():
+        next(teachers.parameters()).add_(1e-3)
+    changed = TeacherOutputCache("disk", tmp_path)
+    changed.prepare(teachers, request)
+    assert changed.built and changed.built[0] != first.built[0]

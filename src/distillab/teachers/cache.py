@@ -42,6 +42,7 @@ from torch import Tensor
 
 from distillab.config import check_choice, check_number
 from distillab.data.tensor_datamodule import IndexedTensorDataset
+from distillab.losses.topk import TopK, topk_of
 from distillab.models.output import ModelOutput
 from distillab.teachers.ensemble import Teachers
 from distillab.teachers.store import atomic_entry, file_lock, verify_entry
@@ -64,15 +65,41 @@ def flatten(out: ModelOutput | list[ModelOutput]) -> dict[str, Tensor]:
     return flat
 
 
-def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput]:
-    """The inverse of :func:`flatten`; layers that were not kept are None in their tuple."""
-    members = sum(k.endswith(".logits") for k in flat)
+def to_topk(flat: dict[str, Tensor], k: int, temperature: float) -> dict[str, Tensor]:
+    """Each member's dense logits [..., V] replaced by their top-k form (losses/topk.py): token
+    ids in the smallest integer type that holds V, log-probabilities at ``temperature`` and
+    the tail mass in half precision. What a language-model teacher's cache keeps: V floats a
+    position would not fit."""
+    out = {}
+    for name, value in flat.items():
+        if not name.endswith(".logits"):
+            out[name] = value
+            continue
+        member = name.removesuffix(".logits")
+        top = topk_of(value, k, temperature)
+        vocab = value.shape[-1]
+        index_dtype = torch.int16 if vocab <= torch.iinfo(torch.int16).max + 1 else torch.int32
+        out[f"{member}.topk.indices"] = top.indices.to(index_dtype)
+        out[f"{member}.topk.log_probs"] = top.log_probs.half()
+        out[f"{member}.topk.tail"] = top.tail.half()
+    return out
+
+
+def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput] | TopK | list[TopK]:
+    """The inverse of :func:`flatten` (and of :func:`to_topk`: a member kept as top-k comes
+    back as a TopK); layers that were not kept are None in their tuple."""
+    members = sum(k.endswith((".logits", ".topk.indices")) for k in flat)
 
     def field(i: int, name: str) -> tuple[Tensor | None, ...] | None:
         layers = [int(k.rsplit(".", 1)[1]) for k in flat if k.startswith(f"{i}.{name}.")]
         return tuple(flat.get(f"{i}.{name}.{j}") for j in range(max(layers) + 1)) if layers else None
 
-    outs = [ModelOutput(flat[f"{i}.logits"], field(i, "hidden_states"), field(i, "attentions")) for i in range(members)]
+    def member(i: int) -> ModelOutput | TopK:
+        if f"{i}.topk.indices" in flat:
+            return TopK(flat[f"{i}.topk.indices"].long(), flat[f"{i}.topk.log_probs"], flat[f"{i}.topk.tail"])
+        return ModelOutput(flat[f"{i}.logits"], field(i, "hidden_states"), field(i, "attentions"))
+
+    outs = [member(i) for i in range(members)]
     return outs if members > 1 else outs[0]
 
 
@@ -126,6 +153,9 @@ class SplitRequest:
     # The hidden-state/attention tensors the loss reads, as flat names ("0.hidden_states.6");
     # None: every layer. Logits are always kept.
     keep: frozenset[str] | None = None
+    # Language-model teachers: keep each position's top k tokens at this temperature, not V logits.
+    topk: int | None = None
+    topk_temperature: float = 1.0
 
 
 class TeacherOutputCache:
@@ -147,6 +177,8 @@ class TeacherOutputCache:
                  f"members={len(teachers)} precision={request.precision}"]
         if request.keep is not None and (request.hidden_states or request.attentions):
             parts.append("keep=" + ",".join(sorted(request.keep)))
+        if request.topk is not None:
+            parts.append(f"topk={request.topk} T={request.topk_temperature}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
     def prepare(self, teachers: Teachers, request: SplitRequest) -> None:
@@ -229,6 +261,8 @@ class TeacherOutputCache:
                 flat = flatten(teachers(batch, **needs))
             if request.keep is not None:  # only the layers the loss maps: a fraction of all of them
                 flat = {k: v for k, v in flat.items() if k.endswith(".logits") or k in request.keep}
+            if request.topk is not None:
+                flat = to_topk(flat, request.topk, request.topk_temperature)
             if not outputs:
                 size = sum(v[0].numel() * v.element_size() for v in flat.values()) * n
                 if size > self.budget_bytes:
