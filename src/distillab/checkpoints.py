@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from distillab.teachers.store import sha256_file
@@ -80,11 +83,6 @@ def resumable(checkpoint_dir: Path) -> Path | None:
 def rng_states() -> dict[str, Any]:
     """Every random generator a training step draws from, so that a resumed run draws the same
     numbers (shuffles, dropout) as one that was never interrupted."""
-    import random
-
-    import numpy as np
-    import torch
-
     # numpy's key as a tensor: checkpoints load with torch.load(weights_only=True), which refuses numpy arrays.
     kind, key, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
@@ -95,11 +93,6 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
     torch.set_rng_state(states["torch"])
     kind, key, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))

@@ -34,15 +34,19 @@ MODES = ("auto", "last", None)
 VOLATILE = ("ckpt_path",)  # top-level keys that do not change what a run computes
 
 
-def run_key(cfg: DictConfig) -> str:
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without what does not change what a run computes: ``ckpt_path`` and
+    the output folder (values under it, such as the logger's save_dir, read relative to it)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in VOLATILE:
         plain.pop(key, None)
     output_dir = str(plain.get("paths", {}).pop("output_dir", ""))
     blob = json.dumps(plain, sort_keys=True, default=str)
-    if output_dir:  # values under the run's folder (the logger's save_dir, ...) name it too
-        blob = blob.replace(output_dir, "<output_dir>")
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return json.loads(blob.replace(output_dir, "<output_dir>") if output_dir else blob)
+
+
+def run_key(cfg: DictConfig) -> str:
+    return hashlib.sha256(json.dumps(_plain(cfg), sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _index(cfg: DictConfig) -> Path:
@@ -117,22 +121,13 @@ def register(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _changed_keys(a: DictConfig, b: DictConfig) -> list[str]:
-    """Dotted keys whose values differ, a value under each run's own folder read relative to it."""
-    def plain(cfg: DictConfig) -> object:
-        output_dir = str(cfg.paths.output_dir)
-        return json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True), default=str)
-                          .replace(output_dir, "<output_dir>"))
-    return _diff(plain(a), plain(b), "")
+    """Dotted keys whose values differ between two runs' configs."""
+    return _diff(_plain(a), _plain(b), "")
 
 
 def _diff(a: object, b: object, prefix: str) -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            if f"{prefix}{k}" in ("paths.output_dir", *VOLATILE):
-                continue
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
+        return [k for key in sorted(set(a) | set(b), key=str) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
     return [] if a == b else [prefix.rstrip(".")]
 
 
