@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from distillab.callbacks import StepTimer
 from distillab.checkpoints import HashedCheckpointIO, resumable
 from distillab.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
@@ -24,11 +25,13 @@ def _test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
 def fit_and_test(
     module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int,
     extra_callbacks: Sequence[L.Callback] = (), test_best: bool = True, val: dict[str, float] | None = None,
+    throughput: dict[str, dict] | None = None,
 ) -> dict[str, float]:
     """Train ``module`` with the configured Trainer, callbacks and logger; test its best
     checkpoint (or, with ``test_best=False``, the weights training ended with: under gradual
     pruning the best validation score comes from an early, denser model). ``val[role]``
-    receives the best validation score (what a hyper-parameter search optimises).
+    receives the best validation score (what a hyper-parameter search optimises);
+    ``throughput[role]`` the training steps' seconds per epoch and items (tokens) per second.
 
     Checkpoints go to ``<run dir>/checkpoints/<role>/`` and TensorBoard to ``tensorboard/<role>/``.
     When ``checkpoints/<role>/last.ckpt`` is there already (a run resumed in its own folder),
@@ -41,6 +44,8 @@ def fit_and_test(
         build(node, f"callbacks.{name}", **({"dirpath": str(checkpoint_dir)} if "dirpath" in node else {}))
         for name, node in (cfg.get("callbacks") or {}).items()
     ] + list(extra_callbacks)
+    timer = StepTimer()
+    callbacks.append(timer)
     logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -52,6 +57,8 @@ def fit_and_test(
     else:
         log.info("training %s for %d epochs", role, max_epochs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=last)
+    if throughput is not None:
+        throughput[role] = timer.summary()
     checkpoint = trainer.checkpoint_callback
     if val is not None and checkpoint is not None and checkpoint.best_model_score is not None:
         val[role] = float(checkpoint.best_model_score)

@@ -24,10 +24,12 @@ from distillab.config import (
     check_writable,
     section,
 )
+from distillab.data.sequences import teacher_sequence_data
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.distributed import global_rank
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
+from distillab.evaluation.lm_report import language_model_report
 from distillab.evaluation.report import print_summary, write_report
 from distillab.evaluation.robustness import robustness_report
 from distillab.fitting import fit_and_test, test_only
@@ -40,7 +42,7 @@ from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
 from distillab.resume import copy_results, plan_resume, register
-from distillab.run_checks import check_cache, check_loss, check_run_config
+from distillab.run_checks import check_cache, check_language_model, check_loss, check_run_config
 from distillab.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import TeacherOutputCache
@@ -133,7 +135,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
                                                                                 or [])]
     if cfg.get("bow_baseline") and not hasattr(datamodule, "labelled_texts"):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
-    init_layers, stages = None, []
+    init_layers, stages, task = None, [], datamodule.task
+    sequences = check_language_model(cfg, datamodule, teachers, student_init, loss)
     if wants_student:
         check_loss(cfg, loss, student_init, teachers, datamodule)
         stages = plan_stages(cfg, datamodule, student_init.shape, [t.shape for t in teachers])
@@ -147,8 +150,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
                                                       cfg.student_init.k)
 
     metrics: dict[str, Any] = {"stage": stage, "mode": cfg.mode, "seed": cfg.seed, "git_commit": git_commit(),
-                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}, "val": {}}
+                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}, "val": {},
+                               "throughput": {}}
     val = metrics["val"]  # best val/acc of each trained model, by role
+    throughput = metrics["throughput"]  # training steps' seconds per epoch and items/s, by role
     trained: dict[str, TransformerClassifier] = {}  # student and baseline, for the per-domain report
 
     def timed(role: str, fn: Any) -> Any:
@@ -158,7 +163,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
         return result
 
     if specs and not mutual:
-        metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule, val)})
+        metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule, val, throughput)})
                                for s, m in zip(specs, teachers)]
     if cfg.get("bow_baseline"):
         texts, labels = datamodule.labelled_texts()
@@ -174,7 +179,13 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
 
     def distiller(model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
         return DistillationModule(model, frozen_teachers(), stage.loss if stage else loss, datamodule.num_classes,
-                                  stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile)
+                                  stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile,
+                                  task=task, cache_topk=cfg.teacher.get("cache_topk"), sequences=sequences)
+
+    student_data = datamodule  # sequence-level KD: the teacher's continuations of the corpus
+    if wants_student and sequences is not None and sequences.source == "teacher":
+        student_data = timed("teacher_sequences", lambda: teacher_sequence_data(
+            teachers[0], datamodule, sequences, cfg.seed, cfg.paths.teachers_dir))
 
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
@@ -194,17 +205,19 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
                 distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed, val=val)))
             test = metrics["stages"][stages[-1].name]
         else:
-            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, datamodule,
+            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, student_data,
                                                          cfg.trainer.max_epochs, cfg.seed, gradual,
-                                                         test_best=not gradual, val=val))
+                                                         test_best=not gradual, val=val, throughput=throughput))
+            if student_data is not datamodule:  # tested on the corpus, like every other model
+                test = {**test, **test_only(distiller(student), cfg, datamodule)}
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student
     if wants_baseline:
         baseline = copy.deepcopy(student_init)
-        module = ClassifierModule(baseline, datamodule.num_classes, optimizer, compile_model=cfg.compile)
+        module = ClassifierModule(baseline, datamodule.num_classes, optimizer, compile_model=cfg.compile, task=task)
         test = timed("baseline", lambda: fit_and_test(module, "baseline", cfg, datamodule, cfg.trainer.max_epochs,
-                                                      cfg.seed, val=val))
+                                                      cfg.seed, val=val, throughput=throughput))
         metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
         trained["baseline"] = baseline
 
@@ -213,7 +226,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
             return fit_and_test(distiller(model), "pruned", cfg, datamodule, epochs, cfg.seed)
 
         def test(model: TransformerClassifier) -> dict[str, float]:
-            return test_only(ClassifierModule(model, datamodule.num_classes), cfg, datamodule)
+            return test_only(ClassifierModule(model, datamodule.num_classes, task=task), cfg, datamodule)
 
         entries, compressed = timed("compression", lambda: compress(
             plan, cfg, datamodule, trained["student"], teachers[0] if teachers else None, recover, test))
@@ -235,7 +248,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
         models = [*((t["role"], t, m) for t, m in zip(metrics.get("teachers", []), teachers)),
                   *((r, metrics[r], m) for r, m in trained.items())]
         timed("robustness", lambda: robustness_report(cfg, models, attacks, datamodule))
-    if wants_student and cfg.get("compression_report", True):
+    if task == "language_model":
+        models = {**{t["role"]: m for t, m in zip(metrics.get("teachers", []), teachers)}, **trained}
+        rates = {role: entry["items_per_s"] for role, entry in throughput.items() if entry.get("items_per_s")}
+        gen = cfg.get("generations") or {}
+        metrics["language_model"] = timed("language_model_report", lambda: language_model_report(
+            models, teachers[0] if teachers else None, datamodule, rates, list(gen.get("prompts") or []),
+            gen.get("new_tokens", 24), gen.get("temperature", 1.0), cfg.seed))
+    elif wants_student and cfg.get("compression_report", True):
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
         teacher = metrics["teachers"][0]

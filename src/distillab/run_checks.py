@@ -9,8 +9,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from distillab.config import ConfigError, check_choice, check_int, check_number, section
+from distillab.data.sequences import SequenceSource
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss, MutualLoss
+from distillab.losses.token import token_temperature
+from distillab.models.causal_lm import check_same_vocabulary
 from distillab.models.output import TransformerClassifier
 from distillab.resume import MODES as RESUME_MODES
 from distillab.teachers.cache import MODES as CACHE_MODES
@@ -71,3 +74,42 @@ def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
         raise ConfigError("teacher.cache", cfg.teacher.cache, "the training inputs are augmented (new every epoch), so "
                           "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
                           "batches, cached on val/test) or off")
+
+
+def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers: list[TransformerClassifier],
+                         student: TransformerClassifier | None, loss: Any) -> SequenceSource | None:
+    """Language-model runs (data with ``task=language_model``): one vocabulary for every model,
+    the top-k cache and the sequence source coherent with the loss. Returns the sequence
+    source (None for classifiers, where ``teacher.cache_topk`` and ``sequences`` must be unset)."""
+    topk = cfg.teacher.get("cache_topk")
+    source = cfg.get("sequences", {}).get("source", "corpus")
+    if datamodule.task != "language_model":
+        if topk is not None:
+            raise ConfigError("teacher.cache_topk", topk, "keeps a language model's top-k next tokens; this data is "
+                              "classification (set it to null)")
+        if source != "corpus":
+            raise ConfigError("sequences.source", source, "applies to language models (data=lm_corpus); use corpus")
+        return None
+    if cfg.mode != "offline":
+        raise ConfigError("mode", cfg.mode, "language models are distilled offline (mode=offline)")
+    for key in ("attacks",):
+        if cfg.get("robustness", {}).get(key):
+            raise ConfigError(f"robustness.{key}", "[...]", "attacks classifiers; unset it for language models")
+    if cfg.get("stages"):
+        raise ConfigError("stages", "[...]", "staged distillation is for classifiers; language models train in one stage")
+    with section("sequences"):
+        sequences = SequenceSource(**cfg.get("sequences", {}))
+        sequences.check_block(datamodule.block_size)
+    specs = [f"model.teachers[{i}]" for i in range(len(teachers))] if cfg.model.get("teachers") else ["model.teacher"]
+    if student is not None:
+        for key, teacher in zip(specs, teachers):
+            check_same_vocabulary(teacher, student, "model.student")
+    if topk is not None:
+        check_int("teacher.cache_topk", topk, low=1, high=datamodule.num_classes)
+        if loss is not None and token_temperature(loss) is None:
+            raise ConfigError("teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); "
+                              "this loss has none")
+    if sequences.source != "corpus" and len(teachers) > 1:
+        raise ConfigError("sequences.source", sequences.source, "generates with one teacher; this run has "
+                          f"{len(teachers)}")
+    return sequences

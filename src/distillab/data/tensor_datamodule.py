@@ -101,6 +101,7 @@ class TensorDataModule(L.LightningDataModule):
     ``(inputs, labels)``; everything else (loaders, validation of the loader knobs) is here.
     """
 
+    task: str = "classification"  # or "language_model": labels [B, L], the next token at each position
     num_classes: int
     num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
     # Text: cut each batch to its longest sequence (see trim_padding).
@@ -190,6 +191,13 @@ class TensorDataModule(L.LightningDataModule):
             if labelled is not None:
                 train.extras["labelled"] = labelled
             self.splits = splits
+
+    def replaced(self, split: str, dataset: IndexedTensorDataset) -> TensorDataModule:
+        """A copy whose ``split`` is ``dataset`` (e.g. a teacher's generated training sequences)."""
+        self.setup()
+        view = copy.copy(self)
+        view.splits = {**self.splits, split: dataset}
+        return view
 
     def for_teacher(self) -> TensorDataModule:
         """The data a teacher trains on: every label, and no rows without one (a teacher is

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distillab.evaluation.compression import COLUMNS, compression_markdown, format_cell
+from distillab.evaluation.generations import format_generations
 
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """One row per model that ran: params, accuracy, F1, agreement, retention of the
@@ -19,6 +20,8 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     reference = metrics.get("reference_acc") or (entries[0][1]["test"]["acc"] if metrics.get("teachers") else None)
     domains = sorted({d for _, e in entries for d in e.get("test_by_domain", {})})
     robust = list(dict.fromkeys(k for _, e in entries for k in e.get("robust", {}) if k != "clean"))
+    if "language_model" in metrics:
+        return language_model_rows(metrics, entries)
     rows = []
     for role, entry in entries:
         test = entry["test"]
@@ -44,6 +47,40 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def language_model_rows(metrics: dict[str, Any], entries: list[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    """One row per language model: held-out perplexity, next-token accuracy, top-1 agreement
+    with the teacher, and training throughput."""
+    extra = metrics["language_model"]
+    rows = []
+    for role, entry in entries:
+        lm = extra.get(role, {})
+        agreement = lm.get("agreement")
+        rate = lm.get("train_tokens_per_s")
+        rows.append({"model": role, "params": f"{entry['params']:,}", "ppl": f"{entry['test']['ppl']:.2f}",
+                     "next-token acc": f"{entry['test']['acc']:.4f}",
+                     "agreement": f"{agreement:.4f}" if agreement is not None else "-",
+                     "train tokens/s": f"{rate:,.0f}" if rate else "-"})
+    return rows
+
+
+def language_model_lines(metrics: dict[str, Any]) -> list[str]:
+    """The teacher cache's size and build time, then each model's generations."""
+    lines = []
+    for split, size in (metrics.get("teacher_cache") or {}).get("splits", {}).items():
+        form = f"top-{size['topk']}" if size.get("topk") else "dense"
+        dense = size.get("dense_logits_bytes")
+        built = size.get("build_seconds")
+        lines.append(f"Teacher cache, {split}: {form}, {size['bytes'] / 2**20:.1f} MB"
+                     + (f" (dense logits: {dense / 2**20:,.0f} MB, {dense / size['bytes']:.0f}x)" if dense else "")
+                     + (f", built in {built:.1f} s" if built is not None else ", reused") + ".  ")
+    if lines:
+        lines.append("")
+    for role, entry in metrics.get("language_model", {}).items():
+        if entry.get("generations"):
+            lines += [format_generations(entry["generations"], f"Generations: {role}"), ""]
+    return lines
+
+
 def markdown_table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return ""
@@ -67,6 +104,7 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
         markdown_table(summary_rows(metrics)),
         "",
         *compression_lines(metrics),
+        *language_model_lines(metrics),
         "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
         "several; the per-domain teachers' combined accuracy when each domain has its own; a "
         "per-domain teacher's own `acc` is on its domain). The resolved config is "

@@ -309,3 +309,15 @@ def _one_teacher(teacher_out: ModelOutput | TopK | Sequence[ModelOutput | TopK])
             raise ValueError(f"TokenDivergence reads one teacher; got {len(teacher_out)}")
         teacher_out = teacher_out[0]
     return teacher_out if isinstance(teacher_out, TopK) else teacher_out.logits
+
+
+def token_temperature(loss: nn.Module) -> float | None:
+    """The temperature of the loss's token-level term (what a top-k teacher cache is built at),
+    or None when it has none. Two token terms at different temperatures would need two caches:
+    refused."""
+    terms = getattr(loss, "terms", {"": loss})
+    temperatures = {term.temperature for term in terms.values() if isinstance(term, TokenDivergence)}
+    if len(temperatures) > 1:
+        raise ConfigError("loss.terms", sorted(temperatures), "token terms at different temperatures; a top-k cache "
+                          "holds the teacher at one temperature")
+    return next(iter(temperatures), None)

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from distillab.checkpoints import rng_states, set_rng_states
-from distillab.config import check_number
+from distillab.config import check_choice, check_number
+from distillab.evaluation.lm_metrics import language_model_metrics, masked_labels
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy
@@ -20,6 +21,9 @@ from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.optim import OptimizerConfig, build_optimizer
 from distillab.pruning.magnitude import restore_masks
 from distillab.robustness import Attack, perturb
+
+
+TASKS = ("classification", "language_model")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -33,11 +37,15 @@ class ClassifierModule(L.LightningModule):
     Subclasses change what is optimised by overriding :meth:`training_loss` and
     :meth:`trainable_parameters`; evaluation is shared. ``compile_model`` runs the model's
     forward through ``torch.compile`` (slow to start, faster per step on long runs).
+    ``task="language_model"`` (the data's ``task``): labels are next tokens [batch, seq] and
+    val/test log perplexity and next-token accuracy instead of the classification metrics.
     """
 
     def __init__(self, model: TransformerClassifier, num_classes: int, optimizer: OptimizerConfig | None = None,
-                 compile_model: bool = False, attack: Attack | None = None, adversarial_weight: float = 1.0):
+                 compile_model: bool = False, attack: Attack | None = None, adversarial_weight: float = 1.0,
+                 task: str = "classification"):
         super().__init__()
+        self.task = check_choice("task", task, TASKS)
         self.model = model
         # Adversarial training (Madry et al. 2018): L = (1 - w)·CE(x) + w·CE(x + δ*), δ* from ``attack``.
         self.attack = attack
@@ -46,8 +54,9 @@ class ClassifierModule(L.LightningModule):
         # so that checkpoints hold the plain model's keys.
         self.__dict__["run_model"] = torch.compile(model) if compile_model else model
         self.optimizer_config = optimizer or OptimizerConfig()
-        self.val_metrics = classification_metrics(num_classes, "val/")
-        self.test_metrics = classification_metrics(num_classes, "test/")
+        metrics = (lambda p: language_model_metrics(p)) if task == "language_model" else \
+            (lambda p: classification_metrics(num_classes, p))
+        self.val_metrics, self.test_metrics = metrics("val/"), metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def forward(self, inputs: Tensor | dict[str, Tensor]) -> ModelOutput:
@@ -124,7 +133,8 @@ class ClassifierModule(L.LightningModule):
         n = len(batch["labels"])
         loss = self.val_loss if split == "val" else self.test_loss
         loss.update(cross_entropy(out.logits, batch["labels"], batch.get("mask")), weight=n)
-        (self.val_metrics if split == "val" else self.test_metrics).update(out.logits, batch["labels"])
+        labels = masked_labels(batch["labels"], batch.get("mask")) if self.task == "language_model" else batch["labels"]
+        (self.val_metrics if split == "val" else self.test_metrics).update(out.logits, labels)
         return out
 
     def log_evaluation(self, split: str) -> None:

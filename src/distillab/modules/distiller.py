@@ -7,11 +7,14 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from distillab.losses.adversarial import PERTURBED
+from distillab.data.sequences import SequenceSource, on_policy_batch
 from distillab.losses.composite import CompositeLoss, LossResult
+from distillab.losses.token import token_temperature
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
@@ -36,6 +39,11 @@ class DistillationModule(ClassifierModule):
     testing starts, else from a forward on the batch. Also logs teacher-student top-1
     agreement on val and test. Teachers are not part of the checkpoint: they are frozen,
     stored elsewhere, and would only make checkpoints large.
+
+    Language models: ``cache_topk`` keeps the teacher's top k next tokens per position in the
+    cache (at the token term's temperature) instead of V logits; ``sequences`` with
+    ``source=on_policy`` replaces a batch, with probability λ, by continuations the student
+    samples from the batch's prompts, scored by the live teacher (GKD, Agarwal et al. 2024).
     """
 
     def __init__(
@@ -47,11 +55,16 @@ class DistillationModule(ClassifierModule):
         optimizer: OptimizerConfig | None = None,
         cache: TeacherOutputCache | None = None,
         compile_model: bool = False,
+        task: str = "classification",
+        cache_topk: int | None = None,
+        sequences: SequenceSource | None = None,
     ):
-        super().__init__(student, num_classes, optimizer, compile_model)
+        super().__init__(student, num_classes, optimizer, compile_model, task=task)
         self.teachers = teachers if isinstance(teachers, Teachers) else Teachers([teachers])
         self.loss = loss
         self.cache = cache or TeacherOutputCache("off")
+        self.cache_topk = cache_topk
+        self.on_policy = sequences if sequences is not None and sequences.source == "on_policy" else None
         self.val_agreement = MeanMetric()
         self.test_agreement = MeanMetric()
 
@@ -66,6 +79,11 @@ class DistillationModule(ClassifierModule):
 
     def training_loss(self, batch: dict[str, Any]) -> LossResult:
         needs = self._outputs_needed()
+        # Drawn from torch's generator: a seed (and a resumed run) gives the same choices.
+        if self.on_policy is not None and float(torch.rand(())) < self.on_policy.on_policy_fraction:
+            batch = on_policy_batch(self.model, batch, self.on_policy)
+            student_out = self.run_model(batch["inputs"], **needs)
+            return self.loss(student_out, self.teachers(batch, **needs), batch)  # new text: not in the cache
         student_out = self.run_model(batch["inputs"], **needs)
         teacher_out = self.teacher_outputs(batch, "train", **needs)  # on the clean inputs (ARD's targets)
         attack = getattr(self.loss, "attack", None)
@@ -86,7 +104,8 @@ class DistillationModule(ClassifierModule):
         self.cache.prepare(self.teachers, SplitRequest(
             split, data.splits[split], inputs_vary=data.inputs_vary(split), batch_size=data.eval_batch_size,
             device=self.device, precision=str(self.trainer.precision),
-            context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(), **needs))
+            context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(),
+            topk=self.cache_topk, topk_temperature=token_temperature(self.loss) or 1.0, **needs))
 
     def on_fit_start(self) -> None:
         self._prepare_cache("train", **self._outputs_needed())

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -170,6 +171,8 @@ class TeacherOutputCache:
         self._entries: dict[str, dict[str, Tensor]] = {}  # key -> flat outputs
         self._split_keys: dict[str, str | None] = {}  # split -> key of the entry it reads
         self.built: list[str] = []  # keys computed by this process (for reports and tests)
+        self.build_seconds: dict[str, float] = {}  # key -> seconds the teacher took to fill it
+        self.dense_bytes: dict[str, int] = {}  # key -> what its logits would take kept dense
 
     def key(self, teachers: Teachers, request: SplitRequest) -> str:
         parts = [weights_fingerprint(teachers), data_fingerprint(request.dataset, teachers.route_by_domain),
@@ -198,6 +201,21 @@ class TeacherOutputCache:
             self._entries[key] = outputs
         self._split_keys[request.split] = key
 
+    def sizes(self) -> dict[str, dict[str, Any]]:
+        """Per cached split: bytes held (on disk for disk/auto), what dense logits would take,
+        and the build time (None: reused from an earlier run)."""
+        out = {}
+        for split, key in self._split_keys.items():
+            if key is None:
+                continue
+            entry = self._entries[key]
+            out[split] = {"bytes": sum(v.numel() * v.element_size() for v in entry.values()),
+                          "dense_logits_bytes": self.dense_bytes.get(key),
+                          "build_seconds": self.build_seconds.get(key),
+                          "topk": int(entry[next(k for k in entry if k.endswith(".topk.indices"))].shape[-1])
+                          if any(k.endswith(".topk.indices") for k in entry) else None}
+        return out
+
     def lookup(self, split: str, index: Tensor, seq_len: int | None = None) -> ModelOutput | list[ModelOutput] | None:
         """The cached outputs of samples ``index`` of ``split``, on ``index``'s device; None if not cached.
 
@@ -220,7 +238,7 @@ class TeacherOutputCache:
         entries this run computed (0 when a previous run's were reused)."""
         return {"mode": self.mode, "cached_splits": sorted(s for s in self._split_keys if self.cached(s)),
                 "live_splits": sorted(s for s in self._split_keys if not self.cached(s)),
-                "computed_here": len(self.built)}
+                "computed_here": len(self.built), "splits": self.sizes()}
 
     # -- building -------------------------------------------------------------------------
 
@@ -254,6 +272,7 @@ class TeacherOutputCache:
         dataset, n = request.dataset, len(request.dataset)
         needs = {"hidden_states": request.hidden_states, "attentions": request.attentions}
         outputs: dict[str, Tensor] = {}
+        started, dense = time.perf_counter(), 0
         for start in range(0, n, request.batch_size):
             rows = torch.arange(start, min(n, start + request.batch_size))
             batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
@@ -261,6 +280,7 @@ class TeacherOutputCache:
                 flat = flatten(teachers(batch, **needs))
             if request.keep is not None:  # only the layers the loss maps: a fraction of all of them
                 flat = {k: v for k, v in flat.items() if k.endswith(".logits") or k in request.keep}
+            dense += sum(v.numel() * v.element_size() for k, v in flat.items() if k.endswith(".logits"))
             if request.topk is not None:
                 flat = to_topk(flat, request.topk, request.topk_temperature)
             if not outputs:
@@ -274,6 +294,8 @@ class TeacherOutputCache:
             for k, v in flat.items():
                 outputs[k][start:start + len(v)] = v
         self.built.append(key)
+        self.build_seconds[key] = round(time.perf_counter() - started, 2)
+        self.dense_bytes[key] = dense
         log.info("teacher outputs for %s computed once: %d samples, %.2f MB", request.split, n,
                  sum(v.numel() * v.element_size() for v in outputs.values()) / 2**20)
         return outputs

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from distillab.data.tensor_datamodule import take_inputs
+from distillab.losses.topk import TopK
 from distillab.models.output import ModelOutput
 from distillab.teachers.frozen import FrozenTeacher
 
@@ -75,7 +76,10 @@ class Teachers(nn.Module):
         return top1(self(batch))
 
 
-def top1(out: ModelOutput | list[ModelOutput]) -> Tensor:
-    """Predicted class of one teacher's output, or of several teachers' mean distribution."""
+def top1(out: ModelOutput | TopK | list[ModelOutput]) -> Tensor:
+    """Predicted class of one teacher's output, or of several teachers' mean distribution (a
+    cached top-k teacher: its first id, the most likely token)."""
+    if isinstance(out, TopK):
+        return out.indices[..., 0]
     outs = out if isinstance(out, list) else [out]
     return torch.stack([o.logits.float().softmax(-1) for o in outs]).mean(0).argmax(-1)

@@ -101,7 +101,8 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
 
 
 def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
-                    datamodule: TensorDataModule, val: dict[str, float] | None = None) -> dict[str, Any]:
+                    datamodule: TensorDataModule, val: dict[str, float] | None = None,
+                    throughput: dict[str, dict] | None = None) -> dict[str, Any]:
     """Fill ``model`` with trained weights; return its params, test metrics and where it came from
     (``val[role]``: its best validation accuracy, when trained here)."""
     data = datamodule.for_teacher()  # every label, even when the student gets few
@@ -112,7 +113,7 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
     if spec.ckpt_path:
         load_teacher_weights(model, spec.ckpt_path)
         source, key = "checkpoint", None
-        test = test_only(ClassifierModule(model, num_classes), cfg, data)
+        test = test_only(ClassifierModule(model, num_classes, task=datamodule.task), cfg, data)
     else:
         store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, datamodule.fingerprint())
         # Parallel jobs of a sweep that need this teacher: the first trains it, the others wait
@@ -129,8 +130,10 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
                     optimizer = OptimizerConfig(**cfg.teacher.optimizer)
                 with section("teacher"):  # a robust teacher: adversarial training (ARD distills from one)
                     module = ClassifierModule(model, num_classes, optimizer, attack=teacher_attack(cfg),
-                                              adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0))
-                test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val)
+                                              adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0),
+                                              task=datamodule.task)
+                test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val,
+                                    throughput=throughput)
                 source = "trained"
                 if global_rank() == 0:
                     entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
