@@ -107,6 +107,9 @@ def test_max_train_tokens_is_a_block_budget(dm, agnews, tok_dir, caplog):
     assert torch.equal(small.splits["train"].labels, dm.splits["train"].labels[:7])
     assert torch.equal(small.splits["val"].labels, dm.splits["val"].labels)
     assert small.fingerprint() == dm.fingerprint()  # the vocabulary does not depend on the budget
+    teacher = small.for_teacher()  # the budget is the student's: the teacher reads every block
+    assert torch.equal(teacher.splits["train"].labels, dm.splits["train"].labels)
+    assert len(small.splits["train"]) == 7 and teacher.splits["val"] is small.splits["val"]
     with caplog.at_level(logging.WARNING, logger="distillab.data.lm_corpus"):
         big = make(agnews, tok_dir, max_train_tokens=10**9)
     assert len(big.splits["train"]) == len(dm.splits["train"]) and "max_train_tokens" in caplog.text

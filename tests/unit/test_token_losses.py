@@ -341,3 +341,21 @@ def test_invalid_knobs_name_the_key(kwargs, key):
 def test_valid_edge_knobs_are_accepted():
     assert TokenDivergence("skew_kl", alpha=0.0).alpha == 0.0  # the plain forward KL
     assert TokenDivergence("forward_kl", beta=0.0, alpha=1.0).kind == "forward_kl"  # knobs it does not read
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_divergence_and_ce_in_one_pass_equal_the_two_terms_apart(kind):
+    """loss=token_kd's fused form: same value and same gradient as TokenDivergence + CrossEntropy."""
+    from distillab.losses import CrossEntropy
+    torch.manual_seed(3)
+    s = (torch.randn(3, 5, 40) * 2).double().requires_grad_()
+    teacher = topk_of(torch.randn(3, 5, 40).double() * 3, 6)
+    labels = torch.randint(0, 40, (3, 5))
+    batch = {"labels": labels, "mask": torch.rand(3, 5) > 0.3, "labelled": torch.tensor([True, False, True])}
+    fused = TokenDivergence(kind, beta=0.3, alpha=0.2, ce_weight=0.7)(ModelOutput(s), teacher, batch)
+    (g_fused,) = torch.autograd.grad(fused, s)
+    apart = TokenDivergence(kind, beta=0.3, alpha=0.2)(ModelOutput(s), teacher, batch) \
+        + 0.7 * CrossEntropy()(ModelOutput(s), teacher, batch)
+    (g_apart,) = torch.autograd.grad(apart, s)
+    assert fused.item() == pytest.approx(apart.item(), rel=1e-10)
+    assert torch.allclose(g_fused, g_apart, rtol=1e-8, atol=1e-12)

@@ -12,6 +12,7 @@ sample is a block of ``block_size + 1`` tokens: ``input_ids`` its first ``block_
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from torch import Tensor
 from distillab.config import ConfigError, check_int, check_number
 from distillab.data.bpe import EOS_TOKEN, check_vocab_size, train_bpe
 from distillab.data.corpus import pack_blocks, read_corpus_texts
-from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
 from distillab.data.text_table import Column
 from distillab.data.tokenizer import tokenizer_hash
 
@@ -147,6 +148,8 @@ class CorpusDataModule(TensorDataModule):
                 raise ConfigError(key, getattr(self, key), f"leaves the {split} split {len(ids)} documents, "
                                   f"{sum(map(len, ids))} tokens: not one block of block_size + 1 = "
                                   f"{self.block_size + 1} tokens ({len(texts)} documents in all)")
+            if split == "train":
+                self._full_train = blocks
             if split == "train" and self.max_train_tokens is not None:
                 # The permuted order makes the first blocks a random sample of documents.
                 wanted = math.ceil(self.max_train_tokens / self.block_size)
@@ -164,6 +167,18 @@ class CorpusDataModule(TensorDataModule):
         log.info("corpus of %d sources: documents %s, tokens %s, vocabulary %d", len(self.sources),
                  self.documents, self.tokens, self.vocab_size_actual)
         return {split: out[split] for split in SPLITS}
+
+    def for_teacher(self) -> TensorDataModule:
+        """The teacher trains on the whole training split: ``max_train_tokens`` is the student's
+        budget (a teacher trained on more text than its students, as in practice)."""
+        view = super().for_teacher()
+        if self.max_train_tokens is None or len(self._full_train) == len(view.splits["train"]):
+            return view
+        view = copy.copy(view)
+        inputs = self._full_train[:, :-1].contiguous()
+        view.splits = {**view.splits, "train": IndexedTensorDataset(
+            {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}, self._full_train[:, 1:].contiguous())}
+        return view
 
     @property
     def model_kwargs(self) -> dict[str, int]:

@@ -38,10 +38,12 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from distillab.config import ConfigError, check_choice, check_int, check_number
-from distillab.losses.reduce import upcast
+from distillab.losses.kd import cross_entropy
+from distillab.losses.reduce import label_mask, upcast
 from distillab.losses.topk import (
     Positions,
     TopK,
+    bucket_log_probs,
     log_probs_of,
     take_rows,
 )
@@ -104,6 +106,25 @@ def _chunk_sum(per_row: Rows, student: Tensor, teacher: Tensor | TopK, temperatu
     return per_row(log_p, log_q).sum()
 
 
+def _bucket_sum(per_row: Rows, student_logits: Tensor, teacher: TopK, temperature: float, keep: Tensor | None,
+                labels: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """A top-k teacher: the divergence summed over the kept positions, on k + 1 buckets, the
+    student's log-probabilities from :func:`bucket_log_probs` (one softmax pass, no autograd
+    graph over V); with ``labels``, also each kept position's log q(label) and which rows those are."""
+    vocab = student_logits.shape[-1]
+    z = student_logits.reshape(-1, vocab)  # a view for contiguous logits
+    lead = student_logits.dim() - 1
+    flat = TopK(*(x.reshape(-1, *x.shape[lead:]) for x in (teacher.indices, teacher.log_probs, teacher.tail)))
+    flat_labels = labels.reshape(-1) if labels is not None else None
+    rows = None
+    if keep is not None:
+        rows = keep.reshape(-1).nonzero().squeeze(1)
+        z, flat = z[rows], take_rows(flat, (rows,))
+        flat_labels = flat_labels[rows] if flat_labels is not None else None
+    log_p, log_q, log_label = bucket_log_probs(z, flat, temperature, flat_labels)
+    return per_row(log_p, log_q).sum(), log_label, rows
+
+
 class _ChunkedSum(torch.autograd.Function):
     """The sum over chunks of positions of _chunk_sum. Its gradient w.r.t. the student's
     logits is taken chunk by chunk in forward and written into one logits-sized buffer,
@@ -161,6 +182,9 @@ def _divergence(per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, t
     n = kept.shape[0]
     if n == 0:
         return upcast(student_logits[..., :0]).sum()  # 0, still part of the graph
+    if isinstance(teacher, TopK):
+        total, _, _ = _bucket_sum(per_row, student_logits, teacher, temperature, None if mask is None else keep)
+        return temperature**2 * total / n
     chunks = [tuple(rows.unbind(1)) for rows in kept.split(chunk)]
     if torch.is_grad_enabled() and student_logits.requires_grad:
         total = _ChunkedSum.apply(student_logits, per_row, teacher, chunks, temperature)
@@ -256,14 +280,37 @@ def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature:
     return _divergence(partial(_skew_reverse_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
 
 
+def rows_of(kind: str, beta: float = 0.5, alpha: float = 0.1) -> Rows:
+    """The per-row divergence named ``kind``, on (log p, log q)."""
+    knob = {"jsd": {"beta": beta}, "skew_kl": {"alpha": alpha}, "skew_reverse_kl": {"alpha": alpha}}.get(kind, {})
+    fn = {"forward_kl": _forward_kl_rows, "reverse_kl": _reverse_kl_rows, "jsd": _jsd_rows, "tv": _tv_rows,
+          "skew_kl": _skew_kl_rows, "skew_reverse_kl": _skew_reverse_kl_rows}[kind]
+    return partial(fn, **knob)
+
+
+def divergence_and_ce(kind: str, student_logits: Tensor, teacher: TopK, labels: Tensor, mask: Tensor | None,
+                      label_keep: Tensor | None, *, beta: float = 0.5, alpha: float = 0.1) -> tuple[Tensor, Tensor]:
+    """(divergence at T = 1, next-token CE) from one pass over the vocabulary: the divergence
+    averaged over ``mask``, CE = -log q(label) averaged over ``label_keep`` (positions with a
+    label the student may learn). Equal to :func:`token_divergence` and a CE term computed apart."""
+    lead = student_logits.shape[:-1]
+    keep = None if mask is None else mask.to(torch.bool).expand(lead)
+    total, log_label, rows = _bucket_sum(rows_of(kind, beta, alpha), student_logits, teacher, 1.0, keep, labels)
+    n = log_label.shape[0]
+    divergence = total / max(n, 1)
+    weights = torch.ones(n, dtype=log_label.dtype, device=log_label.device) if label_keep is None else \
+        label_keep.to(torch.bool).expand(lead).reshape(-1).to(log_label.dtype)
+    if label_keep is not None and rows is not None:
+        weights = weights[rows]
+    ce = -(log_label * weights).sum() / weights.sum().clamp_min(1)
+    return divergence, ce
+
+
 def token_divergence(kind: str, student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
                      mask: Tensor | None = None, *, beta: float = 0.5, alpha: float = 0.1,
                      chunk: int = 1024) -> Tensor:
     """The divergence named ``kind`` (one of :data:`KINDS`); β is read by jsd, α by the skew kinds."""
-    knob = {"jsd": {"beta": beta}, "skew_kl": {"alpha": alpha}, "skew_reverse_kl": {"alpha": alpha}}.get(kind, {})
-    fn = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "jsd": generalized_jsd, "tv": total_variation,
-          "skew_kl": skew_kl, "skew_reverse_kl": skew_reverse_kl}[kind]
-    return fn(student_logits, teacher, temperature, mask, chunk=chunk, **knob)
+    return _divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)
 
 
 class TokenDivergence(nn.Module):
@@ -272,9 +319,12 @@ class TokenDivergence(nn.Module):
 
     Config keys: ``kind`` (forward_kl, reverse_kl, jsd, tv, skew_kl, skew_reverse_kl),
     ``temperature`` (T > 0), ``beta`` (jsd's β, 0 < β < 1), ``alpha`` (the skew kinds' α,
-    0 <= α < 1), ``chunk`` (positions per chunk, >= 1). β in {0, 1} with jsd and α = 1 with a
-    skew kind are refused: the divergence is then 0 for every student, a run that learns
-    nothing from the teacher.
+    0 <= α < 1), ``chunk`` (positions per chunk, >= 1), ``ce_weight`` (w: the term is
+    D + w · CE(next token), the CE over the positions the batch lets a label be read; with a
+    top-k teacher at T = 1 both come from one softmax over the vocabulary, which is most of
+    a small student's step, so KD then costs little more than training alone). β in {0, 1}
+    with jsd and α = 1 with a skew kind are refused: the divergence is then 0 for every
+    student, a run that learns nothing from the teacher.
 
     ``teacher_out`` is a ModelOutput (dense logits) or a :class:`TopK` already at this
     temperature (``topk_of(logits, k, temperature)``), or a one-element list of either.
@@ -283,9 +333,10 @@ class TokenDivergence(nn.Module):
     needs: frozenset[str] = frozenset()
 
     def __init__(self, kind: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1,
-                 chunk: int = 1024):
+                 chunk: int = 1024, ce_weight: float = 0.0):
         super().__init__()
         self.kind = check_choice("kind", kind, KINDS)
+        self.ce_weight = check_number("ce_weight", ce_weight, low=0)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
         self.beta = check_number("beta", beta, low=0, high=1)
         if kind == "jsd" and self.beta in (0.0, 1.0):
@@ -299,8 +350,16 @@ class TokenDivergence(nn.Module):
 
     def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
         teacher = _one_teacher(teacher_out)
-        return token_divergence(self.kind, student_out.logits, teacher, self.temperature, batch.get("mask"),
-                                beta=self.beta, alpha=self.alpha, chunk=self.chunk)
+        logits, mask = student_out.logits, batch.get("mask")
+        if self.ce_weight and isinstance(teacher, TopK) and self.temperature == 1:
+            divergence, ce = divergence_and_ce(self.kind, logits, teacher, batch["labels"], mask, label_mask(batch),
+                                               beta=self.beta, alpha=self.alpha)
+            return divergence + self.ce_weight * ce
+        divergence = token_divergence(self.kind, logits, teacher, self.temperature, mask, beta=self.beta,
+                                      alpha=self.alpha, chunk=self.chunk)
+        if not self.ce_weight:
+            return divergence
+        return divergence + self.ce_weight * cross_entropy(logits, batch["labels"], label_mask(batch))
 
 
 def _one_teacher(teacher_out: ModelOutput | TopK | Sequence[ModelOutput | TopK]) -> Tensor | TopK:

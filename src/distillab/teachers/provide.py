@@ -33,8 +33,9 @@ TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_v
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
+# (max_train_tokens: a language-model student's token budget; its teacher reads the whole corpus.)
 DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size", "tokenizer_dir", "labelled_fraction", "label_seed",
-                     "unlabelled")
+                     "unlabelled", "max_train_tokens")
 
 
 @dataclass

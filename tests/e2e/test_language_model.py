@@ -1,0 +1,58 @@
+"""Language-model distillation end to end through the CLI, at a tiny scale: the lm_agnews and
+lm_agnews_gkd experiment files on a small corpus (SST-2's dev sentences), one stored teacher
+for both, its top-k cache, on-policy batches, and sequence-level KD reusing the same teacher."""
+
+import json
+
+import pytest
+from conftest import SHARED_DATA
+
+pytestmark = pytest.mark.e2e
+
+TINY_LM = ["data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
+           "data.vocab_size=400", "data.block_size=24", "data.val_fraction=0.1", "data.test_fraction=0.1",
+           "model.teacher.hidden_size=32", "model.teacher.num_layers=1", "model.teacher.num_heads=2",
+           "model.student.hidden_size=16", "model.student.num_layers=1", "teacher.max_epochs=2",
+           "trainer.max_epochs=1", "teacher.cache_topk=8", "sequences.prompt_length=8", "generations.new_tokens=6",
+           "trainer.log_every_n_steps=5", "callbacks.progress_bar.refresh_rate=1000"]
+
+
+def check_language_model_run(m: dict, run_dir) -> None:
+    for role in ("teacher", "student", "baseline"):
+        assert 1 < m[role]["test"]["ppl"] < 400, (role, m[role]["test"])  # better than uniform over the vocabulary
+        assert 0 <= m[role]["test"]["acc"] <= 1
+    lm = m["language_model"]
+    assert 0 <= lm["student"]["agreement"] <= 1 and 0 <= lm["baseline"]["agreement"] <= 1
+    assert lm["student"]["train_tokens_per_s"] > 0 and lm["baseline"]["train_tokens_per_s"] > 0
+    assert [set(g) for g in lm["student"]["generations"]] == [{"prompt", "greedy", "sampled"}] * 3
+    report = (run_dir / "report.md").read_text()
+    assert "| model | params | ppl | next-token acc | agreement | train tokens/s |" in report
+    assert "### Generations: student" in report
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason="the repository's ../shared/data is absent")
+def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tmp_path):
+    teachers = tmp_path / "teachers"
+    result = cli("experiment=lm_agnews,lm_agnews_gkd", *TINY_LM, tiny=False, multirun=True, teachers_dir=teachers)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(result.run_dir.glob("[0-9]/metrics.json"))
+    kd, gkd = (json.loads(p.read_text()) for p in runs)
+    check_language_model_run(kd, runs[0].parent)
+    assert kd["teachers"][0]["source"] == "trained" and gkd["teachers"][0]["source"] == "store"
+    cache = kd["teacher_cache"]["splits"]["train"]
+    assert cache["topk"] == 8 and cache["build_seconds"] is not None
+    assert cache["dense_logits_bytes"] >= 10 * cache["bytes"]  # 400 logits a position vs 8 ids + 8 values + tail
+    assert "Teacher cache, train: top-8" in (runs[0].parent / "report.md").read_text()
+    # GKD: its JSD term logged, the same cache reused (the corpus batches), on-policy batches scored live
+    assert gkd["teacher_cache"]["splits"]["train"]["build_seconds"] is None
+    config = (runs[1].parent / "config.yaml").read_text()
+    assert "source: on_policy" in config and "kind: jsd" in config
+    check_language_model_run(gkd, runs[1].parent)
+
+    # Sequence-level KD from the stored teacher: its continuations generated once, then reused.
+    seq = cli("experiment=lm_agnews", *TINY_LM, "sequences.source=teacher", "sequences.temperature=0",
+              "baseline=false", tiny=False, teachers_dir=teachers)
+    assert seq.returncode == 0, seq.stderr[-3000:]
+    assert seq.metrics["teachers"][0]["source"] == "store"
+    assert len(list((teachers / "sequences").glob("*/sequences.pt"))) == 1
+    assert 1 < seq.metrics["student"]["test"]["ppl"] < 400  # tested on the corpus's held-out blocks
