@@ -26,12 +26,13 @@ import yaml
 MISSING = object()
 STUDENTS = ("student", "pruned")
 # (statistic, decimals in the tables); error is in percent, test_errors a count
-STATS = (("acc", 4), ("error", 2), ("test_errors", 1), ("f1", 4), ("agreement", 4),
-         ("latency_ms_b1", 2), ("latency_ms_b64", 2))
+STATS = (("ppl", 2), ("acc", 4), ("error", 2), ("test_errors", 1), ("f1", 4), ("agreement", 4),
+         ("tokens_per_s", 0), ("latency_ms_b1", 2), ("latency_ms_b64", 2))
 TEX_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                              "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
-TITLES = {"error": "error (%)", "test_errors": "test errors", "latency_ms_b1": "ms (b=1)",
-          "latency_ms_b64": "ms (b=64)", "gap_closed": "gap closed", "vs_alone": "vs alone (pt)"}
+TITLES = {"ppl": "test ppl", "tokens_per_s": "train tokens/s", "error": "error (%)", "test_errors": "test errors", "latency_ms_b1": "ms (b=1)",
+          "latency_ms_b64": "ms (b=64)", "gap_closed": "gap closed", "vs_alone": "vs alone (pt)",
+          "ppl_vs_alone": "ppl vs alone"}
 
 
 class SummaryError(Exception):
@@ -158,8 +159,14 @@ def model_entries(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def observations(metrics: dict[str, Any], role: str, entry: dict[str, Any]) -> dict[str, float]:
-    """The figures of one model in one job; error in percent, test_errors a count."""
+    """The figures of one model in one job; error in percent, test_errors a count. A language
+    model: held-out perplexity, next-token accuracy, agreement with the teacher, tokens/s."""
     test, compression = entry["test"], metrics.get("compression", {}).get(role, {})
+    if "language_model" in metrics:
+        lm = metrics["language_model"].get(role, {})
+        seen = {"ppl": test["ppl"], "acc": test["acc"], "agreement": lm.get("agreement"),
+                "tokens_per_s": lm.get("train_tokens_per_s")}
+        return {k: v for k, v in seen.items() if v is not None}
     seen = {"acc": test["acc"], "error": 100 * (1 - test["acc"]), "f1": test.get("f1")}
     n_test = metrics.get("data", {}).get("test")
     if n_test:
@@ -197,6 +204,15 @@ def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(row)
     # The teacher the pipeline measures retention against (the best one, or the per-domain
     # teachers combined); without it, the best teacher's mean accuracy.
+    if any("ppl_mean" in r for r in rows):  # language models: the gap in log-perplexity (nats per token)
+        log_ppl = {r["model"]: math.log(r["ppl_mean"]) for r in rows if r.get("ppl_mean")}
+        teacher = min((v for k, v in log_ppl.items() if k not in (*STUDENTS, "baseline")), default=None)
+        for row in rows:
+            if row["model"] in STUDENTS and row["model"] in log_ppl:
+                row["gap_closed"] = gap_closed(teacher, log_ppl[row["model"]], log_ppl.get("baseline"))
+                base = next((r["ppl_mean"] for r in rows if r["model"] == "baseline"), None)
+                row["ppl_vs_alone"] = None if base is None else row["ppl_mean"] - base  # lower is better
+        return rows
     refs = [m["reference_acc"] for m in metrics_list if "reference_acc" in m]
     teacher_accs = [r["acc_mean"] for r in rows if r["model"] not in (*STUDENTS, "baseline")]
     err_t = 100 * (1 - mean_std(refs)[0]) if refs else (100 * (1 - max(teacher_accs)) if teacher_accs else None)
@@ -232,14 +248,15 @@ def cell(row: dict[str, Any], column: str, pm: str) -> str:
         return "-"
     if column == "params":
         return f"{round(value):,}"
-    if column == "vs_alone":
+    if column in ("vs_alone", "ppl_vs_alone"):
         return f"{value:+.2f}"
     return f"{100 * value:.1f}%" if column == "gap_closed" else str(value)
 
 
 def table(rows: list[dict[str, Any]], keys: list[str], pm: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells; statistics that no row has are left out, and ``failed`` when none failed."""
-    columns = [*keys, "model", "n", "params", *(s for s, _ in stats(rows)), "gap_closed", "vs_alone", "failed"]
+    columns = [*keys, "model", "n", "params", *(s for s, _ in stats(rows)), "gap_closed", "vs_alone", "ppl_vs_alone",
+               "failed"]
     cells = [[cell(r, c, pm) for c in columns] for r in rows]
     keep = [i for i, c in enumerate(columns) if c in (*keys, "model", "n", "params", "gap_closed")
             or any(line[i] not in ("-", "0") for line in cells)]
@@ -321,7 +338,8 @@ def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job]
                   x: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = [*keys, "model", "n", "failed", "params",
-               *(f"{stat}_{part}" for stat, _ in stats(rows) for part in ("mean", "std")), "gap_closed", "vs_alone"]
+               *(f"{stat}_{part}" for stat, _ in stats(rows) for part in ("mean", "std")), "gap_closed", "vs_alone",
+               "ppl_vs_alone"]
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

@@ -3,11 +3,16 @@ lm_agnews_gkd experiment files on a small corpus (SST-2's dev sentences), one st
 for both, its top-k cache, on-policy batches, and sequence-level KD reusing the same teacher."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY_LM = ["data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
            "data.vocab_size=400", "data.block_size=24", "data.val_fraction=0.1", "data.test_fraction=0.1",
@@ -48,11 +53,21 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     config = (runs[1].parent / "config.yaml").read_text()
     assert "source: on_policy" in config and "kind: jsd" in config
     check_language_model_run(gkd, runs[1].parent)
+    # summarize.py: the language-model columns of the sweep's table
+    out = tmp_path / "summary"
+    summarize = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir),
+                                "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert summarize.returncode == 0, summarize.stderr
+    table = (out / "summary.md").read_text()
+    assert "test ppl" in table and "ppl vs alone" in table and "train tokens/s" in table
 
-    # Sequence-level KD from the stored teacher: its continuations generated once, then reused.
+    # Sequence-level KD from the stored teacher (its continuations generated once), with a
+    # hidden-state term beside the token term (issue 3's terms on causal LMs).
     seq = cli("experiment=lm_agnews", *TINY_LM, "sequences.source=teacher", "sequences.temperature=0",
-              "baseline=false", tiny=False, teachers_dir=teachers)
+              "baseline=false", "+loss.terms.hidden={_target_:distillab.losses.HiddenStateLoss,layers:uniform}",
+              "+loss.weights.hidden=0.5", tiny=False, teachers_dir=teachers)
     assert seq.returncode == 0, seq.stderr[-3000:]
     assert seq.metrics["teachers"][0]["source"] == "store"
     assert len(list((teachers / "sequences").glob("*/sequences.pt"))) == 1
     assert 1 < seq.metrics["student"]["test"]["ppl"] < 400  # tested on the corpus's held-out blocks
+    assert "seconds" in seq.metrics and seq.metrics["seconds"]["teacher_sequences"] >= 0

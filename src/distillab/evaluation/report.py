@@ -12,6 +12,13 @@ from rich.table import Table
 from distillab.evaluation.compression import COLUMNS, compression_markdown, format_cell
 from distillab.evaluation.generations import format_generations
 
+LANGUAGE_MODEL_NOTE = (
+    "ppl: perplexity on the held-out test blocks, exp of the mean next-token negative log-likelihood; "
+    "next-token acc: how often the most likely next token is the actual one; agreement: the share of test "
+    "positions where a model's most likely next token is the teacher's; train tokens/s: tokens over the time of "
+    "the training steps alone (no validation, checkpoints or cache building).")
+
+
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """One row per model that ran: params, accuracy, F1, agreement, retention of the
     reference (teacher) accuracy, and accuracy per domain when the data has domains."""
@@ -105,10 +112,11 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
         "",
         *compression_lines(metrics),
         *language_model_lines(metrics),
-        "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
-        "several; the per-domain teachers' combined accuracy when each domain has its own; a "
-        "per-domain teacher's own `acc` is on its domain). The resolved config is "
-        "`config.yaml`; all numbers are in `metrics.json`.",
+        (LANGUAGE_MODEL_NOTE if "language_model" in metrics else
+         "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
+         "several; the per-domain teachers' combined accuracy when each domain has its own; a "
+         "per-domain teacher's own `acc` is on its domain).")
+        + " The resolved config is `config.yaml`; all numbers are in `metrics.json`.",
         "",
     ]
     (run_dir / "report.md").write_text("\n".join(lines))
