@@ -42,7 +42,12 @@ from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
 from distillab.resume import copy_results, plan_resume, register
-from distillab.run_checks import check_cache, check_language_model, check_loss, check_run_config
+from distillab.run_checks import (
+    check_cache,
+    check_language_model,
+    check_loss,
+    check_run_config,
+)
 from distillab.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import TeacherOutputCache

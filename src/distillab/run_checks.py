@@ -100,9 +100,8 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
     with section("sequences"):
         sequences = SequenceSource(**cfg.get("sequences", {}))
         sequences.check_block(datamodule.block_size)
-    specs = [f"model.teachers[{i}]" for i in range(len(teachers))] if cfg.model.get("teachers") else ["model.teacher"]
     if student is not None:
-        for key, teacher in zip(specs, teachers):
+        for teacher in teachers:
             check_same_vocabulary(teacher, student, "model.student")
     if topk is not None:
         check_int("teacher.cache_topk", topk, low=1, high=datamodule.num_classes)

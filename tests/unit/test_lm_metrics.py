@@ -4,7 +4,13 @@ import math
 
 import torch
 
-from distillab.evaluation.lm_metrics import IGNORE, NextTokenAccuracy, Perplexity, language_model_metrics, masked_labels
+from distillab.evaluation.lm_metrics import (
+    IGNORE,
+    NextTokenAccuracy,
+    Perplexity,
+    language_model_metrics,
+    masked_labels,
+)
 
 
 def test_perplexity_is_exp_of_the_mean_nll_over_kept_positions_of_the_whole_split():

@@ -53,7 +53,7 @@ def test_teacher_sequences_are_generated_once_and_reused(tmp_path, monkeypatch):
     with torch.no_grad():
         logits = teacher(first.inputs).logits
     assert torch.equal(logits.argmax(-1)[:, 3:-1], first.labels[:, 3:-1])
-    import distillab.data.sequences as sequences
+    from distillab.data import sequences
     monkeypatch.setattr(sequences, "generate_teacher_sequences", lambda *a, **k: pytest.fail("generated twice"))
     again = stored_teacher_sequences(teacher, data, source, 0, tmp_path, "key")
     assert torch.equal(again.inputs["input_ids"], first.inputs["input_ids"])

@@ -27,6 +27,8 @@ from distillab.config import ConfigError, check_choice, check_int, check_number
 from distillab.data.tensor_datamodule import IndexedTensorDataset
 from distillab.evaluation.generations import continue_sequences
 from distillab.models.output import TransformerClassifier
+from distillab.teachers.cache import data_fingerprint, weights_fingerprint
+from distillab.teachers.store import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ def generate_teacher_sequences(teacher: TransformerClassifier, dataset: IndexedT
 def stored_teacher_sequences(teacher: TransformerClassifier, dataset: IndexedTensorDataset, source: SequenceSource,
                              seed: int, root: str | Path, key: str) -> IndexedTensorDataset:
     """:func:`generate_teacher_sequences`, generated once and kept under ``root/sequences/<key>``."""
-    from distillab.teachers.store import atomic_entry, file_lock, verify_entry
-
     folder = Path(root) / "sequences"
     entry = folder / key
     with file_lock(folder / f"{key}.lock"):
@@ -131,8 +131,6 @@ def stored_teacher_sequences(teacher: TransformerClassifier, dataset: IndexedTen
 def teacher_sequence_data(teacher: TransformerClassifier, datamodule: Any, source: SequenceSource, seed: int,
                           teachers_dir: str | Path) -> Any:
     """A view of ``datamodule`` whose training split is the teacher's continuations (stored)."""
-    from distillab.teachers.cache import data_fingerprint, weights_fingerprint
-
     train = datamodule.splits["train"]
     key = sequences_key(weights_fingerprint(teacher), data_fingerprint(train, False), source, seed)
     return datamodule.replaced("train", stored_teacher_sequences(teacher, train, source, seed, teachers_dir, key))

@@ -29,24 +29,18 @@ temperature T (``topk_of(logits, k, T)``); only the student is softened here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from distillab.config import ConfigError, check_choice, check_int, check_number
 from distillab.losses.kd import cross_entropy
-from distillab.losses.reduce import label_mask, upcast
-from distillab.losses.topk import (
-    Positions,
-    TopK,
-    bucket_log_probs,
-    log_probs_of,
-    take_rows,
-)
+from distillab.losses.reduce import label_mask
+from distillab.losses.token_reduce import Rows, bucket_sum, divergence
+from distillab.losses.topk import TopK
 from distillab.models.output import ModelOutput
 
 KINDS = ("forward_kl", "reverse_kl", "jsd", "tv", "skew_kl", "skew_reverse_kl")
@@ -96,103 +90,6 @@ def _skew_reverse_kl_rows(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
     return _kl_rows(log_q, _log_mix(log_q, log_p, alpha))
 
 
-# ---- from logits to log-probabilities, and the chunked mean over kept positions ----------
-
-Rows = Callable[[Tensor, Tensor], Tensor]
-
-
-def _chunk_sum(per_row: Rows, student: Tensor, teacher: Tensor | TopK, temperature: float) -> Tensor:
-    log_p, log_q = log_probs_of(student, teacher, temperature)
-    return per_row(log_p, log_q).sum()
-
-
-def _bucket_sum(per_row: Rows, student_logits: Tensor, teacher: TopK, temperature: float, keep: Tensor | None,
-                labels: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """A top-k teacher: the divergence summed over the kept positions, on k + 1 buckets, the
-    student's log-probabilities from :func:`bucket_log_probs` (one softmax pass, no autograd
-    graph over V); with ``labels``, also each kept position's log q(label) and which rows those are."""
-    vocab = student_logits.shape[-1]
-    z = student_logits.reshape(-1, vocab)  # a view for contiguous logits
-    lead = student_logits.dim() - 1
-    flat = TopK(*(x.reshape(-1, *x.shape[lead:]) for x in (teacher.indices, teacher.log_probs, teacher.tail)))
-    flat_labels = labels.reshape(-1) if labels is not None else None
-    rows = None
-    if keep is not None:
-        rows = keep.reshape(-1).nonzero().squeeze(1)
-        z, flat = z[rows], take_rows(flat, (rows,))
-        flat_labels = flat_labels[rows] if flat_labels is not None else None
-    log_p, log_q, log_label = bucket_log_probs(z, flat, temperature, flat_labels)
-    return per_row(log_p, log_q).sum(), log_label, rows
-
-
-class _ChunkedSum(torch.autograd.Function):
-    """The sum over chunks of positions of _chunk_sum. Its gradient w.r.t. the student's
-    logits is taken chunk by chunk in forward and written into one logits-sized buffer,
-    which backward hands out: autograd never holds more than one chunk's graph."""
-
-    @staticmethod
-    def forward(ctx: Any, student: Tensor, per_row: Rows, teacher: Tensor | TopK, chunks: list[Positions],
-                temperature: float) -> Tensor:
-        ctx.grad = torch.zeros_like(student)
-        total = 0
-        for positions in chunks:
-            with torch.enable_grad():
-                rows = student[positions].detach().requires_grad_(True)
-                part = _chunk_sum(per_row, rows, take_rows(teacher, positions), temperature)
-                (grad,) = torch.autograd.grad(part, rows)
-            ctx.grad[positions] = grad
-            total = total + part.detach()
-        return total
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.grad is None:
-            raise RuntimeError("a token divergence's gradient was already handed out: backward through it "
-                               "once per forward (retain_graph is not supported)")
-        grad, ctx.grad = ctx.grad.mul_(grad_out), None  # in place: no second logits-sized tensor
-        return grad, None, None, None, None
-
-
-def _check_shapes(student_logits: Tensor, teacher: Tensor | TopK) -> None:
-    lead = student_logits.shape[:-1]
-    if isinstance(teacher, TopK):
-        if teacher.indices.shape[:-1] != lead or teacher.log_probs.shape != teacher.indices.shape \
-                or teacher.tail.shape != lead:
-            raise ValueError(f"TopK indices {tuple(teacher.indices.shape)}, log_probs {tuple(teacher.log_probs.shape)} "
-                             f"and tail {tuple(teacher.tail.shape)} do not fit student logits "
-                             f"{tuple(student_logits.shape)}")
-    elif teacher.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher.shape)} and student logits {tuple(student_logits.shape)} "
-                         "differ in shape")
-
-
-def _divergence(per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, temperature: float,
-                mask: Tensor | None, chunk: int) -> Tensor:
-    """T^2 * mean over the kept positions of per_row(log p, log q), ``chunk`` positions at a time.
-
-    The kept positions are listed as indices (no copy of the logits, whatever their strides:
-    a shifted ``logits[:, :-1]`` is read in place) and gathered one chunk at a time.
-    """
-    _check_shapes(student_logits, teacher)
-    lead = student_logits.shape[:-1]
-    keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device) if mask is None \
-        else mask.to(torch.bool).expand(lead)
-    kept = keep.nonzero()  # [n, len(lead)]
-    n = kept.shape[0]
-    if n == 0:
-        return upcast(student_logits[..., :0]).sum()  # 0, still part of the graph
-    if isinstance(teacher, TopK):
-        total, _, _ = _bucket_sum(per_row, student_logits, teacher, temperature, None if mask is None else keep)
-        return temperature**2 * total / n
-    chunks = [tuple(rows.unbind(1)) for rows in kept.split(chunk)]
-    if torch.is_grad_enabled() and student_logits.requires_grad:
-        total = _ChunkedSum.apply(student_logits, per_row, teacher, chunks, temperature)
-    else:
-        total = sum(_chunk_sum(per_row, student_logits[p], take_rows(teacher, p), temperature) for p in chunks)
-    return temperature**2 * total / n
-
-
 # ---- the divergences --------------------------------------------------------------------
 
 
@@ -204,7 +101,7 @@ def forward_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: floa
 
     Mode-covering: the student is pushed to put mass wherever the teacher does.
     """
-    return _divergence(_forward_kl_rows, student_logits, teacher, temperature, mask, chunk)
+    return divergence(_forward_kl_rows, student_logits, teacher, temperature, mask, chunk)
 
 
 def reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
@@ -217,7 +114,7 @@ def reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: floa
     optimises the sequence-level reverse KL with policy gradients; this is its token-level
     term, the exact per-position reverse KL.)
     """
-    return _divergence(_reverse_kl_rows, student_logits, teacher, temperature, mask, chunk)
+    return divergence(_reverse_kl_rows, student_logits, teacher, temperature, mask, chunk)
 
 
 def generalized_jsd(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
@@ -241,7 +138,7 @@ def generalized_jsd(student_logits: Tensor, teacher: Tensor | TopK, temperature:
     some trainers (TRL's GKDTrainer) instead return the unscaled forward/reverse KL at β = 0
     and 1, a jump from the interior: for those, use :func:`forward_kl` / :func:`reverse_kl`.
     """
-    return _divergence(partial(_jsd_rows, beta=beta), student_logits, teacher, temperature, mask, chunk)
+    return divergence(partial(_jsd_rows, beta=beta), student_logits, teacher, temperature, mask, chunk)
 
 
 def total_variation(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
@@ -251,7 +148,7 @@ def total_variation(student_logits: Tensor, teacher: Tensor | TopK, temperature:
 
         TV(p, q) = 1/2 * sum_v |p_v - q_v|,   in [0, 1];   L = T^2 * TV(p, q)
     """
-    return _divergence(_tv_rows, student_logits, teacher, temperature, mask, chunk)
+    return divergence(_tv_rows, student_logits, teacher, temperature, mask, chunk)
 
 
 def skew_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
@@ -264,7 +161,7 @@ def skew_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float =
     α mixes the teacher (the KL's own first argument) into the student side, which keeps the
     log-ratio bounded by log(1/α) where q is tiny. α = 0 is the forward KL; α = 1 gives 0.
     """
-    return _divergence(partial(_skew_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+    return divergence(partial(_skew_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
 
 
 def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
@@ -277,7 +174,7 @@ def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature:
     in the mixture. α = 0 is the reverse KL; α = 1 gives 0. With α = 1 - β and α = β these
     two make up the generalised JSD: JSD_β = β SKL_β + (1 - β) SRKL_{1-β}.
     """
-    return _divergence(partial(_skew_reverse_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+    return divergence(partial(_skew_reverse_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
 
 
 def rows_of(kind: str, beta: float = 0.5, alpha: float = 0.1) -> Rows:
@@ -295,7 +192,7 @@ def divergence_and_ce(kind: str, student_logits: Tensor, teacher: TopK, labels: 
     label the student may learn). Equal to :func:`token_divergence` and a CE term computed apart."""
     lead = student_logits.shape[:-1]
     keep = None if mask is None else mask.to(torch.bool).expand(lead)
-    total, log_label, rows = _bucket_sum(rows_of(kind, beta, alpha), student_logits, teacher, 1.0, keep, labels)
+    total, log_label, rows = bucket_sum(rows_of(kind, beta, alpha), student_logits, teacher, 1.0, keep, labels)
     n = log_label.shape[0]
     divergence = total / max(n, 1)
     weights = torch.ones(n, dtype=log_label.dtype, device=log_label.device) if label_keep is None else \
@@ -310,7 +207,7 @@ def token_divergence(kind: str, student_logits: Tensor, teacher: Tensor | TopK, 
                      mask: Tensor | None = None, *, beta: float = 0.5, alpha: float = 0.1,
                      chunk: int = 1024) -> Tensor:
     """The divergence named ``kind`` (one of :data:`KINDS`); β is read by jsd, α by the skew kinds."""
-    return _divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)
+    return divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)
 
 
 class TokenDivergence(nn.Module):

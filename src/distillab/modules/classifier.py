@@ -22,7 +22,6 @@ from distillab.modules.optim import OptimizerConfig, build_optimizer
 from distillab.pruning.magnitude import restore_masks
 from distillab.robustness import Attack, perturb
 
-
 TASKS = ("classification", "language_model")
 
 

@@ -11,14 +11,18 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from distillab.losses.adversarial import PERTURBED
 from distillab.data.sequences import SequenceSource, on_policy_batch
+from distillab.losses.adversarial import PERTURBED
 from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.losses.token import token_temperature
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
 from distillab.modules.optim import OptimizerConfig
-from distillab.teachers.cache import SplitRequest, TeacherOutputCache, weights_fingerprint
+from distillab.teachers.cache import (
+    SplitRequest,
+    TeacherOutputCache,
+    weights_fingerprint,
+)
 from distillab.teachers.ensemble import Teachers, top1
 from distillab.teachers.frozen import FrozenTeacher
 
