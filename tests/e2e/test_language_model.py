@@ -38,7 +38,8 @@ def check_language_model_run(m: dict, run_dir) -> None:
 @pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason="the repository's ../shared/data is absent")
 def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tmp_path):
     teachers = tmp_path / "teachers"
-    result = cli("experiment=lm_agnews,lm_agnews_gkd", *TINY_LM, tiny=False, multirun=True, teachers_dir=teachers)
+    # data=lm_corpus: Hydra composes the sweep's base config (no experiment chosen yet) with the overrides
+    result = cli("data=lm_corpus", "experiment=lm_agnews,lm_agnews_gkd", *TINY_LM, tiny=False, multirun=True, teachers_dir=teachers)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(result.run_dir.glob("[0-9]/metrics.json"))
     kd, gkd = (json.loads(p.read_text()) for p in runs)

@@ -101,10 +101,11 @@ def test_mode_restored_after_the_call_and_after_an_error(monkeypatch):
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_invalid_settings_are_config_errors(architecture):
     model = tiny_lm(architecture)
-    with pytest.raises(ConfigError, match=r"5 tokens \+ 28 new tokens = 33 exceeds .* 32") as err:
-        continue_sequences(model, prompts(), 28)
+    with pytest.raises(ConfigError, match=r"5 tokens \+ 29 new tokens = 34 needs 33 positions, .* 32") as err:
+        continue_sequences(model, prompts(), 29)
     assert err.value.key == "new_tokens"
-    assert continue_sequences(model, prompts(), 27, sample=False).shape == (3, 32)
+    # A full block and its next-token label: the last new token is never read by the model.
+    assert continue_sequences(model, prompts(), 28, sample=False).shape == (3, 33)
     assert config_error_key(lambda: continue_sequences(model, prompts(), 0)) == "new_tokens"
     assert config_error_key(lambda: continue_sequences(model, prompts(), 2, temperature=0.0)) == "temperature"
     assert config_error_key(lambda: continue_sequences(model, prompts(), 2, top_k=-1)) == "top_k"

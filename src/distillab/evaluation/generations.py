@@ -44,9 +44,12 @@ def continue_sequences(
     if prompt_ids.ndim != 2 or prompt_ids.shape[1] < 1:
         raise ConfigError("prompt_ids", tuple(prompt_ids.shape), "must be [batch, prompt length >= 1]")
     context, length = _context(model), prompt_ids.shape[1]
-    if context is not None and length + new_tokens > context:
+    # The last new token is never fed back, so the model reads at most P + n - 1 positions
+    # (a block of L inputs is continued to its L + 1 tokens: inputs and their next-token labels).
+    if context is not None and length + new_tokens - 1 > context:
         raise ConfigError("new_tokens", new_tokens, f"a prompt of {length} tokens + {new_tokens} new tokens = "
-                          f"{length + new_tokens} exceeds the model's context of {context} positions")
+                          f"{length + new_tokens} needs {length + new_tokens - 1} positions, more than the model's "
+                          f"context of {context}")
     config = model.model.config
     # eos_token_id=None: no stop token (min_new_tokens would instead forbid EOS, changing the distribution);
     # pad_token_id set so that generate does not warn on every call.

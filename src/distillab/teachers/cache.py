@@ -88,7 +88,8 @@ def to_topk(flat: dict[str, Tensor], k: int, temperature: float) -> dict[str, Te
 
 def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput] | TopK | list[TopK]:
     """The inverse of :func:`flatten` (and of :func:`to_topk`: a member kept as top-k comes
-    back as a TopK); layers that were not kept are None in their tuple."""
+    back as a TopK, or as a ModelOutput whose logits are that TopK when it also has hidden
+    states or attentions); layers that were not kept are None in their tuple."""
     members = sum(k.endswith((".logits", ".topk.indices")) for k in flat)
 
     def field(i: int, name: str) -> tuple[Tensor | None, ...] | None:
@@ -96,9 +97,13 @@ def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput] | TopK
         return tuple(flat.get(f"{i}.{name}.{j}") for j in range(max(layers) + 1)) if layers else None
 
     def member(i: int) -> ModelOutput | TopK:
+        features = field(i, "hidden_states"), field(i, "attentions")
         if f"{i}.topk.indices" in flat:
-            return TopK(flat[f"{i}.topk.indices"].long(), flat[f"{i}.topk.log_probs"], flat[f"{i}.topk.tail"])
-        return ModelOutput(flat[f"{i}.logits"], field(i, "hidden_states"), field(i, "attentions"))
+            top = TopK(flat[f"{i}.topk.indices"].long(), flat[f"{i}.topk.log_probs"], flat[f"{i}.topk.tail"])
+            # With hidden states or attentions (a feature term beside the token term), the
+            # top-k form stands where the logits would.
+            return ModelOutput(top, *features) if any(f is not None for f in features) else top  # type: ignore[arg-type]
+        return ModelOutput(flat[f"{i}.logits"], *features)
 
     outs = [member(i) for i in range(members)]
     return outs if members > 1 else outs[0]

@@ -79,6 +79,8 @@ class Teachers(nn.Module):
 def top1(out: ModelOutput | TopK | list[ModelOutput]) -> Tensor:
     """Predicted class of one teacher's output, or of several teachers' mean distribution (a
     cached top-k teacher: its first id, the most likely token)."""
+    if isinstance(out, ModelOutput) and isinstance(out.logits, TopK):
+        out = out.logits
     if isinstance(out, TopK):
         return out.indices[..., 0]
     outs = out if isinstance(out, list) else [out]
