@@ -204,7 +204,7 @@ def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(row)
     # The teacher the pipeline measures retention against (the best one, or the per-domain
     # teachers combined); without it, the best teacher's mean accuracy.
-    if any("ppl_mean" in r for r in rows):  # language models: the gap in log-perplexity (nats per token)
+    if any(r.get("ppl_mean") is not None for r in rows):  # language models: the gap in log-perplexity (nats per token)
         log_ppl = {r["model"]: math.log(r["ppl_mean"]) for r in rows if r.get("ppl_mean")}
         teacher = min((v for k, v in log_ppl.items() if k not in (*STUDENTS, "baseline")), default=None)
         for row in rows:

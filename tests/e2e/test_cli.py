@@ -12,9 +12,10 @@ METRICS = {"acc", "f1", "precision", "recall"}
 
 
 def strip_timings(metrics: dict) -> dict:
-    """Everything but wall-clock figures (stage seconds, latencies, speed-ups), which no seed fixes, and
-    how much of the teacher cache this run computed (a later run reuses it)."""
-    kept = {k: v for k, v in metrics.items() if k not in ("seconds", "git_commit", "compression", "teacher_cache")}
+    """Everything but wall-clock figures (stage seconds, training throughput, latencies, speed-ups), which
+    no seed fixes, and how much of the teacher cache this run computed (a later run reuses it)."""
+    kept = {k: v for k, v in metrics.items()
+            if k not in ("seconds", "throughput", "git_commit", "compression", "teacher_cache")}
     kept["compression"] = {name: {k: v for k, v in row.items() if not k.startswith(("latency", "speedup"))}
                            for name, row in metrics.get("compression", {}).items()}
     return kept
@@ -55,7 +56,11 @@ def test_same_seed_same_metrics_and_damaged_store_entry_is_retrained(cli, tmp_pa
     # Retrained with the same seed, the teacher has the same weights: its cached outputs
     # (train, val, test) from the first run are reused, not computed again.
     assert first.metrics["teacher_cache"]["computed_here"] == 3
-    assert second.metrics["teacher_cache"] == {**first.metrics["teacher_cache"], "computed_here": 0}
+    reused, built = second.metrics["teacher_cache"], first.metrics["teacher_cache"]
+    assert {**reused, "splits": None} == {**built, "computed_here": 0, "splits": None}
+    for split, size in reused["splits"].items():  # the same entries, none built this time
+        assert size["bytes"] == built["splits"][split]["bytes"] and built["splits"][split]["build_seconds"] >= 0
+        assert size["build_seconds"] is None
 
     third = cli("experiment=digits_kd", "baseline=false")  # reuses the intact entry
     assert third.returncode == 0, third.stderr[-3000:]
