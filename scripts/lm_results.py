@@ -41,7 +41,7 @@ def main(root: Path) -> str:
     lines = ["# Language-model distillation: results", "",
              "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
              "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
-             "students of 2 layers, width 128 (1.46M parameters) on a budget of 409,600 tokens × 2 epochs, "
+             "students of 2 layers, width 128 (1.46M parameters) on a budget of 409,600 tokens × 4 epochs, "
              "tested on held-out documents (33,920 tokens). 2 CPU cores. Produced by "
              "`bash scripts/lm_results.sh` (the runs, then summarize.py on each sweep and this page); "
              "ppl is test perplexity (lower is better), agreement the share of test positions where the "

@@ -3,13 +3,15 @@
 # trained once, in outputs/lm/teachers), three student seeds against the student trained
 # alone, the divergence x top-k sweep, top-k against dense teacher logits, and on-policy GKD;
 # then summarize.py on each and docs/results/lm.md assembled from the tables.
-#   bash scripts/lm_results.sh                   # about 55 minutes on 2 CPU cores
+#   bash scripts/lm_results.sh                   # about an hour on 2 CPU cores
 #   bash scripts/lm_results.sh --summarize-only  # the tables again from outputs/lm
+# TEACHERS=<folder> uses (and keeps) another teacher store, e.g. one that already holds the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-outputs/lm}
-QUIET=(callbacks.progress_bar.refresh_rate=0 "paths.teachers_dir=$OUT/teachers")
+TEACHERS=${TEACHERS:-$OUT/teachers}
+QUIET=(callbacks.progress_bar.refresh_rate=0 "paths.teachers_dir=$TEACHERS")
 run() {  # name, then distillab arguments
   local name=$1 start
   shift
@@ -18,7 +20,7 @@ run() {  # name, then distillab arguments
   echo "$name: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$OUT/time.txt"
 }
 if [ "${1:-}" != "--summarize-only" ]; then
-  rm -rf "$OUT" && mkdir -p "$OUT"
+  rm -rf "$OUT" && mkdir -p "$OUT"  # (TEACHERS outside it is kept)
   run first experiment=lm_agnews "hydra.run.dir=$OUT/first"  # the teacher trains here
   run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds"
   run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
