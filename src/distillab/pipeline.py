@@ -187,7 +187,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
                                   stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile,
                                   task=task, cache_topk=cfg.teacher.get("cache_topk"), sequences=sequences)
 
-    student_data = datamodule  # sequence-level KD: the teacher's continuations of the corpus
+    # Sequence-level KD: the student trains on the teacher's continuations of the corpus's
+    # training blocks; its val and test splits stay the corpus's, like every other model's.
+    student_data = datamodule
     if wants_student and sequences is not None and sequences.source == "teacher":
         student_data = timed("teacher_sequences", lambda: teacher_sequence_data(
             teachers[0], datamodule, sequences, cfg.seed, cfg.paths.teachers_dir))
@@ -213,8 +215,6 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
             test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, student_data,
                                                          cfg.trainer.max_epochs, cfg.seed, gradual,
                                                          test_best=not gradual, val=val, throughput=throughput))
-            if student_data is not datamodule:  # tested on the corpus, like every other model
-                test = {**test, **test_only(distiller(student), cfg, datamodule)}
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student
