@@ -26,7 +26,7 @@ if [ "${1:-}" != "--summarize-only" ]; then
   run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
     teacher.cache_topk=8,32 "hydra.sweep.dir=$OUT/loss_k"
   run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=32,null "hydra.sweep.dir=$OUT/dense"
-  run gkd -m experiment=lm_agnews_gkd seed=1 "hydra.sweep.dir=$OUT/gkd"
+  run gkd -m experiment=lm_agnews_gkd seed=1 baseline=false "hydra.sweep.dir=$OUT/gkd"  # alone: seeds/0
 fi
 for name in seeds loss_k dense gkd; do
   "$BIN/python" scripts/summarize.py "$OUT/$name" --out "$OUT/$name/summary" > /dev/null
