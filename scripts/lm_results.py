@@ -21,7 +21,8 @@ def jobs(folder: Path) -> list[dict[str, Any]]:
 
 
 def table(folder: Path) -> str:
-    return (folder / "summary" / "summary.md").read_text().strip()
+    summary = folder / "summary" / "summary.md"
+    return summary.read_text().strip() if summary.is_file() else "(not run: no summary in " + str(folder) + ")"
 
 
 def mean_epoch(metrics: dict[str, Any], role: str) -> float:
@@ -49,10 +50,12 @@ def main(root: Path) -> str:
     lines += ["## Distilled vs trained alone, three seeds", "",
               "`distillab -m experiment=lm_agnews seed=1,2,3` (L = forward KL at T = 1 + CE, the teacher from its "
               "top-32 cache; the student alone: CE on the same tokens):", "", table(root / "seeds"), ""]
-    rows = [(m["seed"], m["student"]["test"]["ppl"], m["baseline"]["test"]["ppl"]) for m in seeds]
+    rows = [(m["seed"], m["student"]["test"]["ppl"], m["baseline"]["test"]["ppl"]) for m in seeds
+            if "student" in m and "baseline" in m]
     lines += ["| seed | distilled ppl | alone ppl | distilled lower |", "|---|---|---|---|"]
     lines += [f"| {s} | {d:.2f} | {a:.2f} | {'yes' if d < a else 'no'} |" for s, d, a in sorted(rows)]
-    ratios = [mean_epoch(m, "student") / mean_epoch(m, "baseline") for m in seeds]
+    ratios = [mean_epoch(m, "student") / mean_epoch(m, "baseline") for m in seeds
+              if {"student", "baseline"} <= set(m.get("throughput", {}))] or [float("nan")]
     lines += ["", f"A cached KD epoch costs {statistics.mean(ratios):.2f}× a student-alone epoch (mean over the "
               f"seeds: {', '.join(f'{r:.2f}' for r in ratios)}; the training steps' time, `metrics.json` "
               "`throughput`).", ""]
@@ -60,7 +63,7 @@ def main(root: Path) -> str:
               "`distillab -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd "
               "teacher.cache_topk=8,32`:", "", table(root / "loss_k"), ""]
     dense_jobs = {config_value(p.parent / "config.yaml", "teacher.cache_topk"): json.loads(p.read_text())
-                  for p in sorted((root / "dense").glob("*/metrics.json"))}
+                  for p in sorted((root / "dense").glob("*/metrics.json")) if (p.parent / "config.yaml").is_file()}
     lines += ["## Top-k cache against dense teacher logits", "",
               "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=32,null` (null: dense "
               "logits; they would take 12.8 GB for the training split, over `teacher.cache_budget_mb`, so the "

@@ -49,3 +49,20 @@ def test_load_errors_name_the_key(tmp_path, tiny_vit):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(ConfigError, match="not a readable"):
         load_teacher_weights(tiny_vit(), tmp_path / "junk.pt")
+
+
+def test_how_a_teacher_is_cached_is_not_part_of_its_store_key():
+    """teacher.cache / cache_budget_mb / cache_topk say how outputs are kept: a sweep over them
+    must reuse one stored teacher (a sweep over cache_topk once retrained it)."""
+    from hydra import compose, initialize_config_dir
+
+    from distillab.cli import CONFIG_DIR
+    from distillab.teachers.provide import TeacherSpec, store_key
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        keys = {store_key(cfg, TeacherSpec("teacher", "model.teacher", cfg.model.teacher, 0))
+                for cfg in (compose("train", overrides=o) for o in
+                            ([], ["teacher.cache=off"], ["teacher.cache_topk=8"], ["teacher.cache_budget_mb=1"]))}
+        other = compose("train", overrides=["teacher.max_epochs=3"])
+    assert len(keys) == 1
+    assert store_key(other, TeacherSpec("teacher", "model.teacher", other.model.teacher, 0)) not in keys

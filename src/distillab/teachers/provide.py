@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Trainer keys that change what a teacher learns; the rest (the student's epochs, logging,
 # progress bars) must not retrain it.
 TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
+# teacher.* keys that do not change what a teacher learns (how its outputs are cached is not).
+TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed", "cache", "cache_budget_mb", "cache_topk")
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
@@ -90,7 +92,7 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
     """Hash of everything that determines a trained teacher (``data_fingerprint``: what the
     data config does not say, e.g. the trained tokenizer's hash)."""
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("ckpt_path", "per_domain", "seed")}
+    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in TEACHER_KEYS_IGNORED}
     data = {k: v for k, v in plain(cfg.data).items() if k not in DATA_KEYS_IGNORED}
     trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
     pretrained = spec.node.get("pretrained")
