@@ -15,23 +15,27 @@ from distillab.models.output import TransformerClassifier
 
 
 @torch.no_grad()
-def next_token_agreement(model: TransformerClassifier, teacher: TransformerClassifier, datamodule: TensorDataModule,
-                         split: str = "test") -> float:
-    """Share of the split's positions where both models' most likely next token is the same."""
-    device = next(model.parameters()).device
-    same = total = 0
-    modes = model.training, teacher.training
-    model.eval(), teacher.eval()
+def next_token_agreement(models: dict[str, TransformerClassifier], teacher: TransformerClassifier,
+                         datamodule: TensorDataModule, split: str = "test") -> dict[str, float]:
+    """Per model, the share of the split's positions where its most likely next token is the
+    teacher's; the teacher runs once per batch for all of them."""
+    device = next(teacher.parameters()).device
+    same, total = dict.fromkeys(models, 0), 0
+    modes = {m: m.training for m in (teacher, *models.values())}
+    for m in modes:
+        m.eval()
     try:
         for batch in datamodule.eval_loader(split):
             batch = move_data_to_device(batch, device)
             keep = batch.get("mask", torch.ones_like(batch["labels"], dtype=torch.bool))
-            agree = model(batch["inputs"]).logits.argmax(-1) == teacher(batch["inputs"]).logits.argmax(-1)
-            same += int(agree[keep].sum())
+            top = teacher(batch["inputs"]).logits.argmax(-1)
+            for role, model in models.items():
+                same[role] += int((model(batch["inputs"]).logits.argmax(-1) == top)[keep].sum())
             total += int(keep.sum())
     finally:
-        model.train(modes[0]), teacher.train(modes[1])
-    return same / max(total, 1)
+        for m, mode in modes.items():
+            m.train(mode)
+    return {role: n / max(total, 1) for role, n in same.items()}
 
 
 def language_model_report(models: dict[str, TransformerClassifier], teacher: TransformerClassifier | None,
@@ -40,10 +44,12 @@ def language_model_report(models: dict[str, TransformerClassifier], teacher: Tra
     """Per model (role -> model): ``agreement`` with ``teacher`` on the test split,
     ``train_tokens_per_s`` (from the training steps' time), and ``generations``."""
     report: dict[str, dict[str, Any]] = {}
+    students = {role: m for role, m in models.items() if m is not teacher}
+    agreement = next_token_agreement(students, teacher, datamodule) if teacher is not None and students else {}
     for role, model in models.items():
         entry: dict[str, Any] = {}
-        if teacher is not None and model is not teacher:
-            entry["agreement"] = next_token_agreement(model, teacher, datamodule)
+        if role in agreement:
+            entry["agreement"] = agreement[role]
         if role in train_rates:
             entry["train_tokens_per_s"] = train_rates[role]
         if prompts:
