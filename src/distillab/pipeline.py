@@ -185,7 +185,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     def distiller(model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
         return DistillationModule(model, frozen_teachers(), stage.loss if stage else loss, datamodule.num_classes,
                                   stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile,
-                                  task=task, cache_topk=cfg.teacher.get("cache_topk"), sequences=sequences)
+                                  task=task, cache_topk=cfg.teacher.get("cache_topk"),
+                                  cache_samples=cfg.teacher.get("cache_samples") or 0, sequences=sequences)
 
     # Sequence-level KD: the student trains on the teacher's continuations of the corpus's
     # training blocks; its val and test splits stay the corpus's, like every other model's.

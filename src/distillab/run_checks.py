@@ -12,7 +12,7 @@ from distillab.config import ConfigError, check_choice, check_int, check_number,
 from distillab.data.sequences import SequenceSource
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss, MutualLoss
-from distillab.losses.token import token_temperature
+from distillab.losses.token import token_kinds, token_temperature
 from distillab.models.causal_lm import check_same_vocabulary
 from distillab.models.output import TransformerClassifier
 from distillab.resume import MODES as RESUME_MODES
@@ -82,6 +82,7 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
     the top-k cache and the sequence source coherent with the loss. Returns the sequence
     source (None for classifiers, where ``teacher.cache_topk`` and ``sequences`` must be unset)."""
     topk = cfg.teacher.get("cache_topk")
+    samples = cfg.teacher.get("cache_samples") or 0
     source = cfg.get("sequences", {}).get("source", "corpus")
     if datamodule.task != "language_model":
         if topk is not None:
@@ -108,6 +109,16 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
         if loss is not None and token_temperature(loss) is None:
             raise ConfigError("teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); "
                               "this loss has none")
+    if samples:
+        if topk is None:
+            raise ConfigError("teacher.cache_samples", samples, "fills slots of the top-k cache; set teacher.cache_topk "
+                              "(or cache_samples=0 with dense logits)")
+        check_int("teacher.cache_samples", samples, low=0, high=topk - 1)
+        kinds = token_kinds(loss) if loss is not None else set()
+        if kinds - {"forward_kl"}:
+            raise ConfigError("teacher.cache_samples", samples, "gives a target that equals the teacher only in "
+                              f"expectation, which forward_kl reads without bias; this loss has {sorted(kinds)} "
+                              "(set cache_samples=0: top tokens and the rest as one bucket)")
     if sequences.source != "corpus" and len(teachers) > 1:
         raise ConfigError("sequences.source", sequences.source, "generates with one teacher; this run has "
                           f"{len(teachers)}")

@@ -199,3 +199,19 @@ def test_topk_cache_of_a_language_model_teacher(tmp_path):
     changed = TeacherOutputCache("disk", tmp_path)
     changed.prepare(teachers, request)
     assert changed.built and changed.built[0] != first.built[0]
+
+
+def test_sampled_topk_cache_is_the_same_when_built_twice_and_keyed_apart_from_plain_topk(tmp_path):
+    teachers, dataset = _lm_teacher_and_blocks(vocab=300)
+    request = SplitRequest("train", dataset, topk=8, topk_samples=6, batch_size=4)
+    first, second = TeacherOutputCache("disk", tmp_path / "a"), TeacherOutputCache("disk", tmp_path / "b")
+    first.prepare(teachers, request)
+    second.prepare(teachers, request)
+    idx = torch.arange(10)
+    a, b = first.lookup("train", idx), second.lookup("train", idx)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.log_probs, b.log_probs)
+    assert torch.equal(a.tail, torch.zeros_like(a.tail))  # the draws place the rest's mass
+    plain = TeacherOutputCache("memory")
+    plain.prepare(teachers, SplitRequest("train", dataset, topk=8, batch_size=4))
+    assert plain.key(teachers, SplitRequest("train", dataset, topk=8)) != first.built[0]
+    assert torch.equal(plain.lookup("train", idx).indices[..., :2], a.indices[..., :2])  # the exact head

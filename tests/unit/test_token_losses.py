@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hand import kl_by_hand, softmax_by_hand
 
 from distillab.config import ConfigError
@@ -12,6 +13,7 @@ from distillab.losses.kd import soft_target_kl
 from distillab.losses.token import (
     KINDS,
     TokenDivergence,
+    divergence_and_ce,
     forward_kl,
     generalized_jsd,
     reverse_kl,
@@ -20,7 +22,7 @@ from distillab.losses.token import (
     token_divergence,
     total_variation,
 )
-from distillab.losses.topk import TopK, topk_of
+from distillab.losses.topk import TopK, sampled_of, topk_of
 from distillab.models.output import ModelOutput
 
 
@@ -262,6 +264,44 @@ def test_topk_of_keeps_the_largest_probabilities_and_the_rest_as_tail():
         with pytest.raises(ConfigError) as err:
             topk_of(t, k)
         assert err.value.key == "k"
+
+
+def test_sampled_target_keeps_the_head_exact_and_equals_the_teacher_in_expectation():
+    t = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0)) * 2
+    p = torch.softmax(t / 2.0, dim=-1)
+    generator = torch.Generator().manual_seed(1)
+    mean = torch.zeros_like(p)
+    for _ in range(3000):
+        target = sampled_of(t, 10, 6, 2.0, generator)
+        mean.scatter_add_(-1, target.indices, target.log_probs.float().exp())
+    head = topk_of(t, 4, 2.0)
+    assert torch.equal(target.indices[..., :4], head.indices)
+    torch.testing.assert_close(target.log_probs[..., :4], head.log_probs)
+    # Every slot holds another token; the weights place all the mass (no rest bucket).
+    assert all(len(set(row)) == 10 for row in target.indices.reshape(-1, 10).tolist())
+    torch.testing.assert_close(target.log_probs.exp().sum(-1), torch.ones(2, 3))
+    assert torch.equal(target.tail, torch.zeros(2, 3))
+    # Unbiased: the mean over draws is the teacher's distribution (3,000 draws: within ~0.01).
+    assert (mean / 3000 - p).abs().max().item() < 0.012
+    # The same generator state gives the same target.
+    assert torch.equal(sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices,
+                       sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices)
+    for k, samples in ((10, 0), (10, 10), (1, 1)):
+        with pytest.raises(ConfigError):
+            sampled_of(t, k, samples)
+
+
+def test_forward_kl_on_a_sampled_target_has_the_cross_entropy_gradient():
+    """With p̂ the sampled target, d/dz of the forward KL (and of it + CE, one pass) is softmax(z) - p̂."""
+    s, t, _ = random_case(9, shape=(2, 5, 30))
+    target = sampled_of(t.float(), 8, 5, 1.0, torch.Generator().manual_seed(2))
+    p_hat = torch.zeros(2, 5, 30).scatter_add_(-1, target.indices, target.log_probs.exp())
+    labels = torch.randint(0, 30, (2, 5), generator=torch.Generator().manual_seed(3))
+    z = s.float().requires_grad_(True)
+    divergence, ce = divergence_and_ce("forward_kl", z, target, labels, None, None)
+    (divergence + ce).backward()
+    expected = (2 * torch.softmax(z.detach(), -1) - p_hat - F.one_hot(labels, 30)) / 10
+    torch.testing.assert_close(z.grad, expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", KINDS)

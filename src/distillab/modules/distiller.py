@@ -45,7 +45,8 @@ class DistillationModule(ClassifierModule):
     stored elsewhere, and would only make checkpoints large.
 
     Language models: ``cache_topk`` keeps the teacher's top k next tokens per position in the
-    cache (at the token term's temperature) instead of V logits; ``sequences`` with
+    cache (at the token term's temperature) instead of V logits, the last ``cache_samples`` of
+    them drawn from the rest of the distribution (an unbiased target, losses/topk.py); ``sequences`` with
     ``source=on_policy`` replaces a batch, with probability λ, by continuations the student
     samples from the batch's prompts, scored by the live teacher (GKD, Agarwal et al. 2024).
     """
@@ -61,6 +62,7 @@ class DistillationModule(ClassifierModule):
         compile_model: bool = False,
         task: str = "classification",
         cache_topk: int | None = None,
+        cache_samples: int = 0,
         sequences: SequenceSource | None = None,
     ):
         super().__init__(student, num_classes, optimizer, compile_model, task=task)
@@ -68,6 +70,7 @@ class DistillationModule(ClassifierModule):
         self.loss = loss
         self.cache = cache or TeacherOutputCache("off")
         self.cache_topk = cache_topk
+        self.cache_samples = cache_samples
         self.on_policy = sequences if sequences is not None and sequences.source == "on_policy" else None
         self.val_agreement = MeanMetric()
         self.test_agreement = MeanMetric()
@@ -109,7 +112,8 @@ class DistillationModule(ClassifierModule):
             split, data.splits[split], inputs_vary=data.inputs_vary(split), batch_size=data.eval_batch_size,
             device=self.device, precision=str(self.trainer.precision),
             context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(),
-            topk=self.cache_topk, topk_temperature=token_temperature(self.loss) or 1.0, **needs))
+            topk=self.cache_topk, topk_temperature=token_temperature(self.loss) or 1.0,
+            topk_samples=self.cache_samples if self.cache_topk is not None else 0, **needs))
 
     def on_fit_start(self) -> None:
         self._prepare_cache("train", **self._outputs_needed())

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from distillab.config import check_choice, check_number
 from distillab.data.tensor_datamodule import IndexedTensorDataset
-from distillab.losses.topk import TopK, topk_of
+from distillab.losses.topk import TopK, sampled_of, topk_of
 from distillab.models.output import ModelOutput
 from distillab.teachers.ensemble import Teachers
 from distillab.teachers.store import atomic_entry, file_lock, verify_entry
@@ -66,18 +66,20 @@ def flatten(out: ModelOutput | list[ModelOutput]) -> dict[str, Tensor]:
     return flat
 
 
-def to_topk(flat: dict[str, Tensor], k: int, temperature: float) -> dict[str, Tensor]:
+def to_topk(flat: dict[str, Tensor], k: int, temperature: float, samples: int = 0,
+            generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """Each member's dense logits [..., V] replaced by their top-k form (losses/topk.py): token
     ids in the smallest integer type that holds V, log-probabilities at ``temperature`` and
     the tail mass in half precision. What a language-model teacher's cache keeps: V floats a
-    position would not fit."""
+    position would not fit. ``samples`` > 0: the last that many of the k slots hold tokens
+    drawn from the rest of the distribution (``sampled_of``) instead of the next top tokens."""
     out = {}
     for name, value in flat.items():
         if not name.endswith(".logits"):
             out[name] = value
             continue
         member = name.removesuffix(".logits")
-        top = topk_of(value, k, temperature)
+        top = sampled_of(value, k, samples, temperature, generator) if samples else topk_of(value, k, temperature)
         vocab = value.shape[-1]
         index_dtype = torch.int16 if vocab <= torch.iinfo(torch.int16).max + 1 else torch.int32
         out[f"{member}.topk.indices"] = top.indices.to(index_dtype)
@@ -162,6 +164,7 @@ class SplitRequest:
     # Language-model teachers: keep each position's top k tokens at this temperature, not V logits.
     topk: int | None = None
     topk_temperature: float = 1.0
+    topk_samples: int = 0  # of the k slots, how many hold tokens sampled beyond the top ones
 
 
 class TeacherOutputCache:
@@ -187,6 +190,8 @@ class TeacherOutputCache:
             parts.append("keep=" + ",".join(sorted(request.keep)))
         if request.topk is not None:
             parts.append(f"topk={request.topk} T={request.topk_temperature}")
+            if request.topk_samples:
+                parts.append(f"samples={request.topk_samples}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
     def prepare(self, teachers: Teachers, request: SplitRequest) -> None:
@@ -278,6 +283,9 @@ class TeacherOutputCache:
         needs = {"hidden_states": request.hidden_states, "attentions": request.attentions}
         outputs: dict[str, Tensor] = {}
         started, dense = time.perf_counter(), 0
+        # Sampled top-k slots: drawn from a generator seeded by the entry's key, so that a
+        # rebuild gives the same entry.
+        generator = torch.Generator(request.device).manual_seed(int(key[:12], 16)) if request.topk_samples else None
         for start in range(0, n, request.batch_size):
             rows = torch.arange(start, min(n, start + request.batch_size))
             batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
@@ -287,7 +295,7 @@ class TeacherOutputCache:
                 flat = {k: v for k, v in flat.items() if k.endswith(".logits") or k in request.keep}
             dense += sum(v.numel() * v.element_size() for k, v in flat.items() if k.endswith(".logits"))
             if request.topk is not None:
-                flat = to_topk(flat, request.topk, request.topk_temperature)
+                flat = to_topk(flat, request.topk, request.topk_temperature, request.topk_samples, generator)
             if not outputs:
                 size = sum(v[0].numel() * v.element_size() for v in flat.values()) * n
                 if size > self.budget_bytes:
