@@ -1,6 +1,7 @@
 """docs/results/lm.md from the folders scripts/lm_results.sh fills (outputs/lm by default):
 summarize.py's tables, and the figures the language-model acceptance checks read, computed
-from the jobs' metrics.json (perplexity per seed, top-k against dense, cache size, epoch cost).
+from the jobs' metrics.json (perplexity per seed, sparse targets against dense logits, cache
+size, epoch cost, wall time).
 
     python scripts/lm_results.py outputs/lm > docs/results/lm.md
 """
@@ -13,11 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 
-def jobs(folder: Path) -> list[dict[str, Any]]:
-    """The runs' metrics under ``folder`` (a teacher store's metrics.json has no "stage")."""
-    found = [json.loads(p.read_text()) for p in sorted(folder.glob("**/metrics.json"))]
-    return [m for m in found if "stage" in m]
+
+def jobs(folder: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(resolved config, metrics) of each run under ``folder`` (a teacher store's metrics.json
+    has no "stage"; a job without config.yaml beside its metrics is skipped)."""
+    found = []
+    for path in sorted(folder.glob("**/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if "stage" in metrics and (path.parent / "config.yaml").is_file():
+            found.append((yaml.safe_load((path.parent / "config.yaml").read_text()), metrics))
+    return found
 
 
 def table(folder: Path) -> str:
@@ -29,16 +37,36 @@ def mean_epoch(metrics: dict[str, Any], role: str) -> float:
     return statistics.mean(metrics["throughput"][role]["epoch_seconds"])
 
 
-def config_value(path: Path, key: str) -> str:
-    import yaml
-    node: Any = yaml.safe_load(path.read_text())
-    for part in key.split("."):
-        node = node[part]
-    return str(node)
+def ppl(metrics: dict[str, Any], role: str = "student") -> float:
+    return metrics[role]["test"]["ppl"]
+
+
+def agreement(metrics: dict[str, Any], role: str = "student") -> float:
+    """Top-1 agreement with the teacher on the test split (the LM report's, which has every model's)."""
+    return metrics["language_model"][role]["agreement"]
+
+
+def target_name(cfg: dict[str, Any]) -> str:
+    k, samples = cfg["teacher"]["cache_topk"], cfg["teacher"].get("cache_samples") or 0
+    if k is None:
+        return "dense logits (live teacher)"
+    return f"top {k - samples} + {samples} sampled" if samples else f"top {k} + the rest as one bucket"
+
+
+def wall_times(root: Path) -> dict[str, str]:
+    times = root / "time.txt"
+    lines = times.read_text().splitlines() if times.is_file() else []
+    return {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines if ":" in line}
 
 
 def main(root: Path) -> str:
-    seeds = jobs(root / "seeds")
+    seeds = [(c, m) for c, m in jobs(root / "seeds") if "student" in m and "baseline" in m]
+    dense = [m for c, m in jobs(root / "dense") if c["teacher"]["cache_topk"] is None]
+    seed1 = [m for c, m in seeds if m["seed"] == 1]
+    targets = [(c, m) for c, m in jobs(root / "loss_k") + jobs(root / "sampled")
+               if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
+               and c["seed"] == 1]
+    default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 24}
     lines = ["# Language-model distillation: results", "",
              "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
              "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
@@ -46,49 +74,87 @@ def main(root: Path) -> str:
              "tested on held-out documents (33,920 tokens). 2 CPU cores. Produced by "
              "`bash scripts/lm_results.sh` (the runs, then summarize.py on each sweep and this page); "
              "ppl is test perplexity (lower is better), agreement the share of test positions where the "
-             "model's most likely next token is the teacher's.", ""]
+             "model's most likely next token is the teacher's. `experiment=lm_agnews` distils with forward KL "
+             f"at T = 1 + CE from a {default['cache_topk']}-slot cache: the teacher's top "
+             f"{default['cache_topk'] - (default.get('cache_samples') or 0)} tokens exact and "
+             f"{default.get('cache_samples') or 0} slots of tokens drawn from the rest of its distribution "
+             "(`teacher.cache_samples`), a target equal to the teacher's distribution in expectation.", ""]
+
+    checks = []
+    if seeds:
+        lower = sum(ppl(m) < ppl(m, "baseline") for _, m in seeds)
+        checks.append(f"- **Distilled below alone**: on {lower} of {len(seeds)} seeds ("
+                      + ", ".join(f"seed {m['seed']}: {ppl(m):.1f} vs {ppl(m, 'baseline'):.1f}"
+                                  for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])) + ").")
+    if seed1 and dense:
+        gap = ppl(seed1[0]) / ppl(dense[0]) - 1
+        checks.append(f"- **32 slots against dense logits** (seed 1): {ppl(seed1[0]):.1f} against "
+                      f"{ppl(dense[0]):.1f} ({100 * gap:+.1f}%).")
+    caches = [m["teacher_cache"]["splits"]["train"] for _, m in seeds + targets
+              if m.get("teacher_cache", {}).get("splits", {}).get("train", {}).get("topk") == 32]
+    if caches:
+        cache = next((c for c in caches if c.get("build_seconds")), caches[0])
+        ratio = cache["dense_logits_bytes"] / cache["bytes"]
+        checks.append(f"- **Cache size**: the training split's 32-slot cache takes {cache['bytes'] / 2**20:.1f} MB "
+                      f"against {cache['dense_logits_bytes'] / 2**20:,.0f} MB of float32 logits ({ratio:.0f}× "
+                      f"smaller; {ratio / 2:.0f}× against float16)"
+                      + (f", built in {cache['build_seconds']:.0f} s." if cache.get("build_seconds") else "."))
+    if seeds:
+        ratios = [mean_epoch(m, "student") / mean_epoch(m, "baseline") for _, m in seeds]
+        checks.append(f"- **Epoch cost**: a cached KD epoch takes {statistics.mean(ratios):.2f}× a student-alone "
+                      f"epoch (per seed {', '.join(f'{r:.2f}' for r in ratios)}; the training steps' time, "
+                      "`metrics.json` `throughput`).")
+    times = wall_times(root)
+    if "first" in times:
+        checks.append(f"- **Full run** `distillab experiment=lm_agnews` from an empty teacher store (teacher, cache, "
+                      f"student, student alone): {times['first']}.")
+    if "gkd" in times:
+        checks.append(f"- **Full run** `distillab experiment=lm_agnews_gkd` (teacher from the store): {times['gkd']}.")
+    lines += ["## In short", "", *checks, ""]
+
     lines += ["## Distilled vs trained alone, three seeds", "",
-              "`distillab -m experiment=lm_agnews seed=1,2,3` (L = forward KL at T = 1 + CE, the teacher from its "
-              "top-32 cache; the student alone: CE on the same tokens):", "", table(root / "seeds"), ""]
-    rows = [(m["seed"], m["student"]["test"]["ppl"], m["baseline"]["test"]["ppl"]) for m in seeds
-            if "student" in m and "baseline" in m]
-    lines += ["| seed | distilled ppl | alone ppl | distilled lower |", "|---|---|---|---|"]
-    lines += [f"| {s} | {d:.2f} | {a:.2f} | {'yes' if d < a else 'no'} |" for s, d, a in sorted(rows)]
-    ratios = [mean_epoch(m, "student") / mean_epoch(m, "baseline") for m in seeds
-              if {"student", "baseline"} <= set(m.get("throughput", {}))] or [float("nan")]
-    lines += ["", f"A cached KD epoch costs {statistics.mean(ratios):.2f}× a student-alone epoch (mean over the "
-              f"seeds: {', '.join(f'{r:.2f}' for r in ratios)}; the training steps' time, `metrics.json` "
-              "`throughput`).", ""]
+              "`distillab -m experiment=lm_agnews seed=1,2,3` (the student alone: CE on the same tokens):", "",
+              table(root / "seeds"), "", "| seed | distilled ppl | alone ppl | distilled lower |", "|---|---|---|---|"]
+    lines += [f"| {m['seed']} | {ppl(m):.2f} | {ppl(m, 'baseline'):.2f} | {'yes' if ppl(m) < ppl(m, 'baseline') else 'no'} |"
+              for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])]
+    lines += [""]
+
+    lines += ["## What the 32 slots hold, against dense logits", "",
+              "Seed 1, forward KL + CE, same student and budget. `distillab -m experiment=lm_agnews baseline=false "
+              "seed=1 teacher.cache_samples=16,24,31` (sampled), the top-32 row from the divergence × top-k sweep "
+              "below (`teacher.cache_samples=0`), and `teacher.cache_topk=null` (dense logits: 12.8 GB for the "
+              "training split, over `teacher.cache_budget_mb`, so the teacher runs live on every batch):", "",
+              "| what the teacher gives | test ppl | vs dense | agreement | epoch s |", "|---|---|---|---|---|"]
+    reference = ppl(dense[0]) if dense else None
+    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + \
+        [({"teacher": {"cache_topk": None}}, m) for m in dense[:1]]
+    for cfg, m in rows:
+        versus = f"{100 * (ppl(m) / reference - 1):+.1f}%" if reference else "-"
+        lines.append(f"| {target_name(cfg)} | {ppl(m):.2f} | {versus} | {agreement(m):.3f} | "
+                     f"{mean_epoch(m, 'student'):.1f} |")
+    if seed1:
+        lines.append(f"| (student alone) | {ppl(seed1[0], 'baseline'):.2f} | "
+                     + (f"{100 * (ppl(seed1[0], 'baseline') / reference - 1):+.1f}%" if reference else "-")
+                     + f" | {agreement(seed1[0], 'baseline'):.3f} | {mean_epoch(seed1[0], 'baseline'):.1f} |")
+    lines += ["", "The top k with the rest as one bucket tells the student how much mass lies outside the k tokens "
+              "but not where: the student's own shape of that tail is kept, and at a teacher perplexity near 360 "
+              "much of the teacher's mass lies there. Tokens drawn from the rest of the teacher's distribution, "
+              "weighted m·c/s (m the rest's mass, c the draws of a token out of s), place that mass where the "
+              "teacher puts it on average: the forward KL's gradient q − p̂ equals the dense one in expectation "
+              "(Anshumann et al. 2025, sparse logit sampling). Only forward-KL terms read that target without "
+              "bias; the other divergences keep the bucket form (`teacher.cache_samples=0`).", ""]
+
     lines += ["## Divergence × top-k", "",
               "`distillab -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd "
-              "teacher.cache_topk=8,32`:", "", table(root / "loss_k"), ""]
-    dense_jobs = {config_value(p.parent / "config.yaml", "teacher.cache_topk"): json.loads(p.read_text())
-                  for p in sorted((root / "dense").glob("*/metrics.json")) if (p.parent / "config.yaml").is_file()}
-    lines += ["## Top-k cache against dense teacher logits", "",
-              "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=32,null` (null: dense "
-              "logits; they would take 12.8 GB for the training split, over `teacher.cache_budget_mb`, so the "
-              "teacher runs live on every batch):", "", table(root / "dense"), ""]
-    if {"32", "None"} <= set(dense_jobs):
-        top, dense = dense_jobs["32"], dense_jobs["None"]
-        cache = top["teacher_cache"]["splits"]["train"]
-        size_ratio = cache["dense_logits_bytes"] / cache["bytes"] if cache.get("dense_logits_bytes") else None
-        ppl_gap = top["student"]["test"]["ppl"] / dense["student"]["test"]["ppl"] - 1
-        lines += [f"- k = 32: student ppl {top['student']['test']['ppl']:.2f} against {dense['student']['test']['ppl']:.2f} "
-                  f"with dense logits ({100 * ppl_gap:+.1f}%).",
-                  f"- Cache of the training split: {cache['bytes'] / 2**20:.1f} MB"
-                  + (f" against {cache['dense_logits_bytes'] / 2**20:,.0f} MB of float32 logits ({size_ratio:.0f}× "
-                     f"smaller; {size_ratio / 2:.0f}× against float16 logits)" if size_ratio else "")
-                  + (f", built in {cache['build_seconds']:.0f} s." if cache.get("build_seconds") else ", reused."),
-                  f"- Epoch (training steps): {mean_epoch(top, 'student'):.1f} s from the top-32 cache, "
-                  f"{mean_epoch(dense, 'student'):.1f} s with the live dense teacher.", ""]
+              "teacher.cache_topk=8,32 teacher.cache_samples=0` (the top k and the rest as one bucket, which "
+              "every divergence reads):", "", table(root / "loss_k"), ""]
     lines += ["## On-policy distillation (GKD)", "",
               "`distillab -m experiment=lm_agnews_gkd seed=1 baseline=false`: generalised JSD (β = 0.5) + CE on "
-              "the corpus's batches, half the batches the student's own continuations (96 tokens after a 32-token "
-              "prompt, sampled at T = 1) scored by the live teacher. The student alone with this seed is in the "
-              "three-seed table (seed 1).", "", table(root / "gkd"), ""]
-    times = root / "time.txt"
-    if times.is_file():
-        lines += ["## Wall time", "", "```", times.read_text().strip(), "```", ""]
+              "the corpus's batches (top 32 + the rest as one bucket), half the batches the student's own "
+              "continuations (96 tokens after a 32-token prompt, sampled at T = 1) scored by the live teacher. "
+              "The student alone with this seed is in the three-seed table (seed 1).", "", table(root / "gkd"), ""]
+    if times:
+        lines += ["## Wall time", "", "```", *(f"{k}: {v}" for k, v in times.items()), "```", ""]
     return "\n".join(lines)
 
 

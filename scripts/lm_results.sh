@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The language-model results of docs/results/lm.md, from scratch: lm_agnews (its teacher
 # trained once, in outputs/lm/teachers), three student seeds against the student trained
-# alone, the divergence x top-k sweep, top-k against dense teacher logits, and on-policy GKD;
-# then summarize.py on each and docs/results/lm.md assembled from the tables.
-#   bash scripts/lm_results.sh                   # about an hour on 2 CPU cores
+# alone, how the 32 cache slots are split between top and sampled tokens, the divergence x
+# top-k sweep, dense teacher logits, and on-policy GKD; then summarize.py on each and
+# docs/results/lm.md assembled from the tables.
+#   bash scripts/lm_results.sh                   # everything, about 80 minutes on 2 CPU cores
+#   bash scripts/lm_results.sh seeds gkd         # only these sweeps (the others' outputs are kept)
 #   bash scripts/lm_results.sh --summarize-only  # the tables again from outputs/lm
 # TEACHERS=<folder> uses (and keeps) another teacher store, e.g. one that already holds the teacher.
 set -euo pipefail
@@ -12,24 +14,39 @@ BIN=${BIN:-.venv/bin}
 OUT=${OUT:-outputs/lm}
 TEACHERS=${TEACHERS:-$OUT/teachers}
 QUIET=(callbacks.progress_bar.refresh_rate=0 "paths.teachers_dir=$TEACHERS")
+SWEEPS=(first seeds sampled loss_k dense gkd)
 run() {  # name, then distillab arguments
   local name=$1 start
   shift
   start=$(date +%s)
+  rm -rf "${OUT:?}/$name"
   "$BIN/distillab" "$@" "${QUIET[@]}" > "$OUT/$name.log" 2>&1
   echo "$name: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$OUT/time.txt"
 }
-if [ "${1:-}" != "--summarize-only" ]; then
+sweep() {
+  case $1 in
+    first) run first experiment=lm_agnews "hydra.run.dir=$OUT/first" ;;  # the teacher trains here
+    seeds) run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds" ;;
+    sampled) run sampled -m experiment=lm_agnews baseline=false seed=1 teacher.cache_samples=16,24,31 \
+      "hydra.sweep.dir=$OUT/sampled" ;;
+    loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
+      teacher.cache_topk=8,32 teacher.cache_samples=0 "hydra.sweep.dir=$OUT/loss_k" ;;
+    dense) run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
+    gkd) run gkd -m experiment=lm_agnews_gkd seed=1 baseline=false "hydra.sweep.dir=$OUT/gkd" ;;  # alone: seeds/0
+    *) echo "unknown sweep $1 (one of ${SWEEPS[*]})" >&2; exit 2 ;;
+  esac
+}
+if [ "${1:-}" = "--summarize-only" ]; then
+  :
+elif [ $# -gt 0 ]; then
+  mkdir -p "$OUT"
+  for name in "$@"; do sweep "$name"; done
+else
   rm -rf "$OUT" && mkdir -p "$OUT"  # (TEACHERS outside it is kept)
-  run first experiment=lm_agnews "hydra.run.dir=$OUT/first"  # the teacher trains here
-  run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds"
-  run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
-    teacher.cache_topk=8,32 "hydra.sweep.dir=$OUT/loss_k"
-  run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=32,null "hydra.sweep.dir=$OUT/dense"
-  run gkd -m experiment=lm_agnews_gkd seed=1 baseline=false "hydra.sweep.dir=$OUT/gkd"  # alone: seeds/0
+  for name in "${SWEEPS[@]}"; do sweep "$name"; done
 fi
-for name in seeds loss_k dense gkd; do
-  "$BIN/python" scripts/summarize.py "$OUT/$name" --out "$OUT/$name/summary" > /dev/null
+for name in "${SWEEPS[@]:1}"; do
+  if [ -d "$OUT/$name" ]; then "$BIN/python" scripts/summarize.py "$OUT/$name" --out "$OUT/$name/summary" > /dev/null; fi
 done
 "$BIN/python" scripts/lm_results.py "$OUT" > docs/results/lm.md
 echo "wrote docs/results/lm.md"

@@ -109,10 +109,9 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
         if loss is not None and token_temperature(loss) is None:
             raise ConfigError("teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); "
                               "this loss has none")
-    if samples:
-        if topk is None:
-            raise ConfigError("teacher.cache_samples", samples, "fills slots of the top-k cache; set teacher.cache_topk "
-                              "(or cache_samples=0 with dense logits)")
+    # With dense logits (cache_topk=null) there are no slots to fill: cache_samples is moot, so
+    # that a sweep over teacher.cache_topk=32,null keeps one setting.
+    if samples and topk is not None:
         check_int("teacher.cache_samples", samples, low=0, high=topk - 1)
         kinds = token_kinds(loss) if loss is not None else set()
         if kinds - {"forward_kl"}:
