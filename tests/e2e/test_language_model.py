@@ -18,7 +18,7 @@ TINY_LM = ["data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}
            "data.vocab_size=400", "data.block_size=24", "data.val_fraction=0.1", "data.test_fraction=0.1",
            "model.teacher.hidden_size=32", "model.teacher.num_layers=1", "model.teacher.num_heads=2",
            "model.student.hidden_size=16", "model.student.num_layers=1", "teacher.max_epochs=2",
-           "trainer.max_epochs=1", "teacher.cache_topk=8", "sequences.prompt_length=8", "generations.new_tokens=6",
+           "trainer.max_epochs=1", "teacher.cache_topk=32", "sequences.prompt_length=8", "generations.new_tokens=6",
            "trainer.log_every_n_steps=5", "callbacks.progress_bar.refresh_rate=1000"]
 
 
@@ -46,11 +46,13 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     check_language_model_run(kd, runs[0].parent)
     assert kd["teachers"][0]["source"] == "trained" and gkd["teachers"][0]["source"] == "store"
     cache = kd["teacher_cache"]["splits"]["train"]
-    assert cache["topk"] == 8 and cache["build_seconds"] is not None
-    assert cache["dense_logits_bytes"] >= 10 * cache["bytes"]  # 400 logits a position vs 8 ids + 8 values + tail
-    assert "Teacher cache, train: top-8" in (runs[0].parent / "report.md").read_text()
-    # GKD: its JSD term logged, the same cache reused (the corpus batches), on-policy batches scored live
-    assert gkd["teacher_cache"]["splits"]["train"]["build_seconds"] is None
+    assert cache["topk"] == 32 and cache["samples"] == 24 and cache["build_seconds"] is not None
+    assert cache["dense_logits_bytes"] >= 10 * cache["bytes"]  # 400 logits a position vs 32 ids + 32 values + tail
+    assert "Teacher cache, train: 32 slots, top 8 + 24 sampled" in (runs[0].parent / "report.md").read_text()
+    # GKD: its JSD term logged; JSD reads the top 32 + the rest as a bucket, another cache entry
+    # than lm_agnews's sampled one (on-policy batches are scored live)
+    gkd_cache = gkd["teacher_cache"]["splits"]["train"]
+    assert gkd_cache["topk"] == 32 and gkd_cache["samples"] == 0 and gkd_cache["build_seconds"] is not None
     config = (runs[1].parent / "config.yaml").read_text()
     assert "source: on_policy" in config and "kind: jsd" in config
     check_language_model_run(gkd, runs[1].parent)

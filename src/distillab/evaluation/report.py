@@ -74,7 +74,8 @@ def language_model_lines(metrics: dict[str, Any]) -> list[str]:
     """The teacher cache's size and build time, then each model's generations."""
     lines = []
     for split, size in (metrics.get("teacher_cache") or {}).get("splits", {}).items():
-        form = f"top-{size['topk']}" if size.get("topk") else "dense"
+        k, samples = size.get("topk"), size.get("samples") or 0
+        form = (f"{k} slots, top {k - samples} + {samples} sampled" if samples else f"top-{k}") if k else "dense"
         dense = size.get("dense_logits_bytes")
         built = size.get("build_seconds")
         lines.append(f"Teacher cache, {split}: {form}, {size['bytes'] / 2**20:.1f} MB"

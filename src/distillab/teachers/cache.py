@@ -181,6 +181,7 @@ class TeacherOutputCache:
         self.built: list[str] = []  # keys computed by this process (for reports and tests)
         self.build_seconds: dict[str, float] = {}  # key -> seconds the teacher took to fill it
         self.dense_bytes: dict[str, int] = {}  # key -> what its logits would take kept dense
+        self.topk_samples: dict[str, int] = {}  # key -> how many of its top-k slots are sampled
 
     def key(self, teachers: Teachers, request: SplitRequest) -> str:
         parts = [weights_fingerprint(teachers), data_fingerprint(request.dataset, teachers.route_by_domain),
@@ -204,6 +205,7 @@ class TeacherOutputCache:
                      "every %s batch", self.mode, request.split, request.split)
             return
         key = self.key(teachers, request)
+        self.topk_samples[key] = request.topk_samples if request.topk is not None else 0
         if key not in self._entries:
             outputs = self._load_or_build(teachers, request, key)
             if outputs is None:
@@ -223,7 +225,8 @@ class TeacherOutputCache:
                           "dense_logits_bytes": self.dense_bytes.get(key),
                           "build_seconds": self.build_seconds.get(key),
                           "topk": int(entry[next(k for k in entry if k.endswith(".topk.indices"))].shape[-1])
-                          if any(k.endswith(".topk.indices") for k in entry) else None}
+                          if any(k.endswith(".topk.indices") for k in entry) else None,
+                          "samples": self.topk_samples.get(key, 0)}
         return out
 
     def lookup(self, split: str, index: Tensor, seq_len: int | None = None) -> ModelOutput | list[ModelOutput] | None:
