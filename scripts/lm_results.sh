@@ -27,12 +27,12 @@ sweep() {
   case $1 in
     first) run first experiment=lm_agnews "hydra.run.dir=$OUT/first" ;;  # the teacher trains here
     seeds) run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds" ;;
-    sampled) run sampled -m experiment=lm_agnews baseline=false seed=1 teacher.cache_samples=16,24,31 \
+    sampled) run sampled -m experiment=lm_agnews baseline=false seed=1 teacher.cache_samples=8,16,24,31 \
       "hydra.sweep.dir=$OUT/sampled" ;;
     loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
       teacher.cache_topk=8,32 teacher.cache_samples=0 "hydra.sweep.dir=$OUT/loss_k" ;;
     dense) run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
-    gkd) run gkd -m experiment=lm_agnews_gkd seed=1 baseline=false "hydra.sweep.dir=$OUT/gkd" ;;  # alone: seeds/0
+    gkd) run gkd -m experiment=lm_agnews_gkd seed=1 "hydra.sweep.dir=$OUT/gkd" ;;  # the teacher from the store
     *) echo "unknown sweep $1 (one of ${SWEEPS[*]})" >&2; exit 2 ;;
   esac
 }
