@@ -31,7 +31,7 @@ sweep() {
       "hydra.sweep.dir=$OUT/sampled" ;;
     loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
       teacher.cache_topk=8,32 teacher.cache_samples=0 "hydra.sweep.dir=$OUT/loss_k" ;;
-    dense) run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
+    dense) run dense -m experiment=lm_agnews baseline=false seed=1,2,3 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
     gkd) run gkd -m experiment=lm_agnews_gkd seed=1 "hydra.sweep.dir=$OUT/gkd" ;;  # the teacher from the store
     *) echo "unknown sweep $1 (one of ${SWEEPS[*]})" >&2; exit 2 ;;
   esac
