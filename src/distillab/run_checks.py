@@ -88,6 +88,9 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
         if topk is not None:
             raise ConfigError("teacher.cache_topk", topk, "keeps a language model's top-k next tokens; this data is "
                               "classification (set it to null)")
+        if samples:
+            raise ConfigError("teacher.cache_samples", samples, "fills slots of a language model's top-k cache; this "
+                              "data is classification (set it to 0)")
         if source != "corpus":
             raise ConfigError("sequences.source", source, "applies to language models (data=lm_corpus); use corpus")
         return None
