@@ -67,7 +67,7 @@ def main(root: Path) -> str:
     targets = [(c, m) for c, m in jobs(root / "loss_k") + jobs(root / "sampled")
                if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
                and c["seed"] == 1]
-    default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 16}
+    default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 8}
     lines = ["# Language-model distillation: results", "",
              "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
              "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
