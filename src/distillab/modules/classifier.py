@@ -155,6 +155,14 @@ class ClassifierModule(L.LightningModule):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return self.model.parameters()
 
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # The role's own optimizer.max_grad_norm, else the Trainer's gradient_clip_val (Lightning's clip either way).
+        if self.optimizer_config.max_grad_norm is not None:
+            gradient_clip_val, gradient_clip_algorithm = self.optimizer_config.max_grad_norm, "norm"
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
     def configure_optimizers(self) -> dict:
         # In a fixed order by name, pruning's "<name>_orig" read as "<name>": pruning re-registers
         # a weight last in its module, so a run resumed with live masks would otherwise list the

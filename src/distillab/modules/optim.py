@@ -23,12 +23,18 @@ class OptimizerConfig:
     warmup_ratio: float = 0.1
     # Decay after the warm-up: cosine, or linear (BERT's fine-tuning schedule, Devlin et al. 2019).
     schedule: str = "cosine"
+    # Clip the gradient's global L2 norm to this before each step (None: no clipping). Per role,
+    # unlike trainer.gradient_clip_val, which the teacher's training shares (and its store key
+    # holds): a student can be clipped without retraining a stored teacher.
+    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         self.schedule = check_choice("schedule", self.schedule, SCHEDULES)
         self.lr = check_number("lr", self.lr, low=0, low_open=True)
         self.weight_decay = check_number("weight_decay", self.weight_decay, low=0)
         self.warmup_ratio = check_number("warmup_ratio", self.warmup_ratio, low=0, high=1, high_open=True)
+        if self.max_grad_norm is not None:
+            self.max_grad_norm = check_number("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
