@@ -64,9 +64,10 @@ def main(root: Path) -> str:
     dense_by_seed = {m["seed"]: m for c, m in jobs(root / "dense") if c["teacher"]["cache_topk"] is None}
     dense = [dense_by_seed[1]] if 1 in dense_by_seed else []
     seed1 = [m for c, m in seeds if m["seed"] == 1]
-    targets = [(c, m) for c, m in jobs(root / "loss_k") + jobs(root / "sampled")
-               if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
-               and c["seed"] == 1]
+    # The ablation of what the slots hold (run without clipping): forward KL at 32 slots, and dense.
+    targets = [(c, m) for c, m in jobs(root / "targets")
+               if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"]
+    targets_dense = [m for c, m in jobs(root / "targets_dense") if c["teacher"]["cache_topk"] is None]
     default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 8}
     lines = ["# Language-model distillation: results", "",
              "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
@@ -92,10 +93,12 @@ def main(root: Path) -> str:
     if pairs:
         checks.append("- **32 slots against dense teacher logits**: "
                       + ", ".join(f"seed {s}: {a:.1f} against {d:.1f} ({100 * (a / d - 1):+.1f}%)" for s, a, d in pairs)
-                      + f"; mean {100 * statistics.mean(a / d - 1 for _, a, d in pairs):+.1f}% (`distillab -m "
-                      "experiment=lm_agnews baseline=false seed=1,2,3 teacher.cache_topk=null`).")
-    caches = [m["teacher_cache"]["splits"]["train"] for _, m in seeds + targets
-              if m.get("teacher_cache", {}).get("splits", {}).get("train", {}).get("topk") == 32]
+                      + " (`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null`).")
+    # The default cache's train split, where a run built it (build time) or else reused it.
+    caches = [m["teacher_cache"]["splits"]["train"] for c, m in jobs(root / "first") + seeds + targets
+              if c["teacher"]["cache_topk"] == default["cache_topk"]
+              and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
+              and "train" in m.get("teacher_cache", {}).get("splits", {})]
     if caches:
         cache = next((c for c in caches if c.get("build_seconds")), caches[0])
         ratio = cache["dense_logits_bytes"] / cache["bytes"]
@@ -131,25 +134,25 @@ def main(root: Path) -> str:
               for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])]
     lines += [""]
 
-    lines += ["## What the 32 slots hold, against dense logits", "",
-              "Seed 1, forward KL + CE, same student and budget. `distillab -m experiment=lm_agnews baseline=false "
-              "seed=1 teacher.cache_samples=8,16,24,31` (sampled), the top-32 row from the divergence × top-k sweep "
-              "below (`teacher.cache_samples=0`), and `teacher.cache_topk=null` (dense logits: 12.8 GB for the "
-              "training split, over `teacher.cache_budget_mb`, so the teacher runs live on every batch):", "",
-              "| what the teacher gives | test ppl | vs dense | agreement |", "|---|---|---|---|"]
-    reference = ppl(dense[0]) if dense else None
-    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + \
-        [({"teacher": {"cache_topk": None}}, m) for m in dense[:1]]
-    for cfg, m in rows:
-        versus = f"{100 * (ppl(m) / reference - 1):+.1f}%" if reference else "-"
-        lines.append(f"| {target_name(cfg)} | {ppl(m):.2f} | {versus} | {agreement(m):.3f} |")
-    if seed1:
-        lines.append(f"| (student alone) | {ppl(seed1[0], 'baseline'):.2f} | "
-                     + (f"{100 * (ppl(seed1[0], 'baseline') / reference - 1):+.1f}%" if reference else "-")
-                     + f" | {agreement(seed1[0], 'baseline'):.3f} |")
+    lines += ["## Dense teacher logits", "",
+              "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null` (dense logits: "
+              "12.8 GB for the training split, over `teacher.cache_budget_mb`, so the teacher runs live on every "
+              "batch):", "", table(root / "dense")]
     if seed1 and dense:
         lines += ["", f"An epoch's training steps take {mean_epoch(dense[0], 'student'):.0f} s with the live dense "
                   f"teacher and {mean_epoch(seed1[0], 'student'):.0f} s from the cache (seed 1)."]
+    lines += ["", "## What the 32 slots hold (ablation, without clipping)", "",
+              "Seed 1, forward KL + CE, same student and budget, run before the students' gradient clipping was "
+              "added (`optimizer.max_grad_norm=null`; the rows compare with each other, not with the tables "
+              "above): `distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
+              "teacher.cache_samples=0,8,16,24,31`, and the same with `teacher.cache_topk=null`:", "",
+              "| what the teacher gives | test ppl | vs dense | agreement |", "|---|---|---|---|"]
+    reference = ppl(targets_dense[0]) if targets_dense else None
+    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + \
+        [({"teacher": {"cache_topk": None}}, m) for m in targets_dense[:1]]
+    for cfg, m in rows:
+        versus = f"{100 * (ppl(m) / reference - 1):+.1f}%" if reference else "-"
+        lines.append(f"| {target_name(cfg)} | {ppl(m):.2f} | {versus} | {agreement(m):.3f} |")
     lines += ["", "The top k with the rest as one bucket tells the student how much mass lies outside the k tokens "
               "but not where: the student's own shape of that tail is kept, and at a teacher perplexity near 360 "
               "much of the teacher's mass lies there. Tokens drawn from the rest of the teacher's distribution, "
@@ -158,10 +161,10 @@ def main(root: Path) -> str:
               "(Anshumann et al. 2025, sparse logit sampling). Only forward-KL terms read that target without "
               "bias; the other divergences keep the bucket form (`teacher.cache_samples=0`).", ""]
 
-    lines += ["## Divergence × top-k", "",
-              "`distillab -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd "
-              "teacher.cache_topk=8,32 teacher.cache_samples=0` (the top k and the rest as one bucket, which "
-              "every divergence reads):", "", table(root / "loss_k"), ""]
+    lines += ["## Divergence × top-k (ablation, without clipping)", "",
+              "`distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
+              "loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0` (the "
+              "top k and the rest as one bucket, which every divergence reads):", "", table(root / "loss_k"), ""]
     lines += ["## On-policy distillation (GKD)", "",
               "`distillab -m experiment=lm_agnews_gkd seed=1`: generalised JSD (β = 0.5) + CE on the corpus's "
               "batches (top 32 + the rest as one bucket), half the batches the student's own continuations (96 "
