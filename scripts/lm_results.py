@@ -99,6 +99,7 @@ def main(root: Path) -> str:
               if c["teacher"]["cache_topk"] == default["cache_topk"]
               and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
               and "train" in m.get("teacher_cache", {}).get("splits", {})]
+    caches = [c for c in caches if c.get("dense_logits_bytes")]  # (entries from before that figure was kept)
     if caches:
         cache = next((c for c in caches if c.get("build_seconds")), caches[0])
         ratio = cache["dense_logits_bytes"] / cache["bytes"]

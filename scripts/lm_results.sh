@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The language-model results of docs/results/lm.md, from scratch: lm_agnews (its teacher
 # trained once, in outputs/lm/teachers), three student seeds against the student trained
-# alone, how the 32 cache slots are split between top and sampled tokens, the divergence x
-# top-k sweep, dense teacher logits, and on-policy GKD; then summarize.py on each and
-# docs/results/lm.md assembled from the tables.
-#   bash scripts/lm_results.sh                   # everything, about 80 minutes on 2 CPU cores
+# alone, dense teacher logits, on-policy GKD, and two ablations run without gradient
+# clipping (optimizer.max_grad_norm=null, how they were first measured): what the 32 cache
+# slots hold (top tokens, sampled tokens, dense logits) and the divergence x top-k sweep;
+# then summarize.py on each and docs/results/lm.md assembled from the tables.
+#   bash scripts/lm_results.sh                   # everything, about 2 hours on 2 CPU cores
 #   bash scripts/lm_results.sh seeds gkd         # only these sweeps (the others' outputs are kept)
 #   bash scripts/lm_results.sh --summarize-only  # the tables again from outputs/lm
 # TEACHERS=<folder> uses (and keeps) another teacher store, e.g. one that already holds the teacher.
@@ -14,7 +15,7 @@ BIN=${BIN:-.venv/bin}
 OUT=${OUT:-outputs/lm}
 TEACHERS=${TEACHERS:-$OUT/teachers}
 QUIET=(callbacks.progress_bar.refresh_rate=0 "paths.teachers_dir=$TEACHERS")
-SWEEPS=(first seeds sampled loss_k dense gkd)
+SWEEPS=(first seeds dense gkd targets targets_dense loss_k)
 run() {  # name, then distillab arguments
   local name=$1 start
   shift
@@ -27,11 +28,14 @@ sweep() {
   case $1 in
     first) run first experiment=lm_agnews "hydra.run.dir=$OUT/first" ;;  # the teacher trains here
     seeds) run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds" ;;
-    sampled) run sampled -m experiment=lm_agnews baseline=false seed=1 teacher.cache_samples=8,16,24,31 \
-      "hydra.sweep.dir=$OUT/sampled" ;;
-    loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 loss.terms.kd.kind=forward_kl,reverse_kl,jsd \
-      teacher.cache_topk=8,32 teacher.cache_samples=0 "hydra.sweep.dir=$OUT/loss_k" ;;
-    dense) run dense -m experiment=lm_agnews baseline=false seed=1,2,3 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
+    dense) run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
+    targets) run targets -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
+      teacher.cache_samples=0,8,16,24,31 "hydra.sweep.dir=$OUT/targets" ;;
+    targets_dense) run targets_dense -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
+      teacher.cache_topk=null "hydra.sweep.dir=$OUT/targets_dense" ;;
+    loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
+      loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0 \
+      "hydra.sweep.dir=$OUT/loss_k" ;;
     gkd) run gkd -m experiment=lm_agnews_gkd seed=1 "hydra.sweep.dir=$OUT/gkd" ;;  # the teacher from the store
     *) echo "unknown sweep $1 (one of ${SWEEPS[*]})" >&2; exit 2 ;;
   esac
@@ -45,7 +49,7 @@ else
   rm -rf "$OUT" && mkdir -p "$OUT"  # (TEACHERS outside it is kept)
   for name in "${SWEEPS[@]}"; do sweep "$name"; done
 fi
-for name in "${SWEEPS[@]:1}"; do
+for name in seeds dense gkd targets loss_k; do
   if [ -d "$OUT/$name" ]; then "$BIN/python" scripts/summarize.py "$OUT/$name" --out "$OUT/$name/summary" > /dev/null; fi
 done
 "$BIN/python" scripts/lm_results.py "$OUT" > docs/results/lm.md
