@@ -267,18 +267,21 @@ def _one_teacher(teacher_out: ModelOutput | TopK | Sequence[ModelOutput | TopK])
     return teacher_out if isinstance(teacher_out, TopK) else teacher_out.logits
 
 
+def _token_terms(loss: nn.Module) -> list[TokenDivergence]:
+    terms = getattr(loss, "terms", {"": loss})
+    return [term for term in terms.values() if isinstance(term, TokenDivergence)]
+
+
 def token_kinds(loss: nn.Module) -> set[str]:
     """The divergences the loss's token-level terms compute (empty: it has none)."""
-    terms = getattr(loss, "terms", {"": loss})
-    return {term.kind for term in terms.values() if isinstance(term, TokenDivergence)}
+    return {term.kind for term in _token_terms(loss)}
 
 
 def token_temperature(loss: nn.Module) -> float | None:
     """The temperature of the loss's token-level term (what a top-k teacher cache is built at),
     or None when it has none. Two token terms at different temperatures would need two caches:
     refused."""
-    terms = getattr(loss, "terms", {"": loss})
-    temperatures = {term.temperature for term in terms.values() if isinstance(term, TokenDivergence)}
+    temperatures = {term.temperature for term in _token_terms(loss)}
     if len(temperatures) > 1:
         raise ConfigError("loss.terms", sorted(temperatures), "token terms at different temperatures; a top-k cache "
                           "holds the teacher at one temperature")

@@ -113,7 +113,7 @@ class DistillationModule(ClassifierModule):
             device=self.device, precision=str(self.trainer.precision),
             context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(),
             topk=self.cache_topk, topk_temperature=token_temperature(self.loss) or 1.0,
-            topk_samples=self.cache_samples if self.cache_topk is not None else 0, **needs))
+            topk_samples=self.cache_samples, **needs))
 
     def on_fit_start(self) -> None:
         self._prepare_cache("train", **self._outputs_needed())
