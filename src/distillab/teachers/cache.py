@@ -288,7 +288,8 @@ class TeacherOutputCache:
         started, dense = time.perf_counter(), 0
         # Sampled top-k slots: drawn from a generator seeded by the entry's key, so that a
         # rebuild gives the same entry.
-        generator = torch.Generator(request.device).manual_seed(int(key[:12], 16)) if request.topk is not None and request.topk_samples else None
+        sampled = request.topk is not None and request.topk_samples > 0
+        generator = torch.Generator(request.device).manual_seed(int(key[:12], 16)) if sampled else None
         for start in range(0, n, request.batch_size):
             rows = torch.arange(start, min(n, start + request.batch_size))
             batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
