@@ -42,7 +42,7 @@ RUNS = sorted({key for _, key, _, _ in METHODS})
 def run(key: str, overrides: list[str], role: str, seed: int, out: Path, teachers: Path, extra: list[str]) -> dict:
     run_dir = out / key / f"seed{seed}"
     if not (run_dir / "metrics.json").exists():
-        cmd = [sys.executable, "-m", "distillab.cli", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
+        cmd = [sys.executable, "-m", "distillab.cli.train", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
                f"paths.teachers_dir={teachers}", "logger=none", "callbacks.progress_bar.refresh_rate=100000", *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode:

@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from omegaconf import OmegaConf
 
-from distillab.config import build
+from distillab.core.config import build
 from distillab.data import DigitsDataModule, FashionMNISTDataModule
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.metrics import classification_metrics

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data import DigitsDataModule
 from distillab.models import build_vit
 
@@ -101,7 +101,7 @@ def cli(tmp_path):
         run_dir = tmp_path / f"run{counter['n']}"
         dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         # The tiny sizes come first so that a test's own overrides win (Hydra keeps the last).
-        cmd = [sys.executable, "-m", "distillab.cli", *(["-m"] if multirun else []),
+        cmd = [sys.executable, "-m", "distillab.cli.train", *(["-m"] if multirun else []),
                *(TINY_OVERRIDES if tiny is True else tiny or []), *args,
                f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}"]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}

@@ -1,7 +1,7 @@
 """The table of wrong inputs in docs/errors.md: read it, run its rows, rewrite its messages.
 
 Each row is run as ``distillab experiment=digits_kd <overrides>`` in this process (Hydra's
-compose, then ``distillab.pipeline.run``, as the CLI does, with training switched off) and must
+compose, then ``distillab.run.pipeline.run``, as the CLI does, with training switched off) and must
 stop with the message of its last column. Placeholders stand for what differs between machines:
 ``<tmp>`` (the row's own empty folder, which also holds the run's outputs and teacher store),
 ``<data>`` (the shared data sets, ``paths.data_root``) and the files of :func:`make_files`.
@@ -177,9 +177,9 @@ def error_of(overrides: list[str], tmp: Path, files: dict[str, Path]) -> str:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from distillab.cli import CONFIG_DIR
-    from distillab.config import ConfigError
-    from distillab.pipeline import run
+    from distillab.cli.train import CONFIG_DIR
+    from distillab.core.config import ConfigError
+    from distillab.run.pipeline import run
 
     subs = substitutions(tmp, files)
     resolved = [PLACEHOLDER.sub(lambda m: subs.get(m[0], m[0]), o) for o in overrides]

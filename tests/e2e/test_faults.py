@@ -14,7 +14,7 @@ import torch
 from conftest import SHARED_DATA, TINY_OVERRIDES
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from distillab.checkpoints import CorruptCheckpointError, HashedCheckpointIO, resumable
+from distillab.core.checkpoints import CorruptCheckpointError, HashedCheckpointIO, resumable
 from distillab.modules import ClassifierModule, OptimizerConfig
 from distillab.modules.classifier import NonFiniteLossError
 
@@ -79,7 +79,7 @@ def test_full_disk_is_one_clear_error(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    cmd = [sys.executable, "-m", "distillab.cli", *QUICK, "model.teacher.hidden_size=64",
+    cmd = [sys.executable, "-m", "distillab.cli.train", *QUICK, "model.teacher.hidden_size=64",
            f"hydra.run.dir={tmp_path / 'run'}", f"paths.teachers_dir={tmp_path / 'teachers'}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,

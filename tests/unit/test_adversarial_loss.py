@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.losses import AdversarialLoss, CrossEntropy, OnPerturbed, SoftTargetKL
 from distillab.models.output import ModelOutput
 from distillab.modules import ClassifierModule, DistillationModule

@@ -6,7 +6,7 @@ from conftest import config_error_key
 from omegaconf import OmegaConf
 from torch import nn
 
-from distillab.config import build
+from distillab.core.config import build
 from distillab.data import DigitsDataModule
 from distillab.losses.kd import cross_entropy
 from distillab.models import ModelOutput, build_bert, build_mlp

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.models import build_causal_lm
 from distillab.models.causal_lm import check_same_vocabulary
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.evaluation.compression import (
     accuracy,
     add_speedups,

@@ -8,16 +8,16 @@ import pytest
 import torch
 from conftest import SHARED_DATA, config_error_key
 
-from distillab.data import bpe as bpe_module
-from distillab.data.bpe import (
+from distillab.data.language import bpe as bpe_module
+from distillab.data.language.bpe import (
     EOS_TOKEN,
     MIN_VOCAB_SIZE,
     PAD_TOKEN,
     TOKENIZER_FILE,
     train_bpe,
 )
-from distillab.data.corpus import pack_blocks, read_corpus_texts
-from distillab.teachers.store import MANIFEST
+from distillab.data.language.corpus import pack_blocks, read_corpus_texts
+from distillab.core.entries import MANIFEST
 
 TEXTS = [
     "the cat sat on the mat",

@@ -2,7 +2,7 @@
 
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data import DigitsDataModule
 
 import pytest

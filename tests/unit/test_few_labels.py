@@ -4,7 +4,7 @@ and with every label masked the loss is the pure distillation term."""
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data import DigitsDataModule
 from distillab.losses import HintonKD
 from distillab.models import ModelOutput

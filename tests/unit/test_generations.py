@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import SHARED_DATA, config_error_key
 
-from distillab.config import ConfigError
-from distillab.data.bpe import EOS_TOKEN, build_bpe
-from distillab.data.corpus import read_corpus_texts
-from distillab.evaluation.generations import (
+from distillab.core.config import ConfigError
+from distillab.data.language.bpe import EOS_TOKEN, build_bpe
+from distillab.data.language.corpus import read_corpus_texts
+from distillab.models.generation import (
     continue_sequences,
     format_generations,
     sample_generations,

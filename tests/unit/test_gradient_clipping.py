@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.modules import ClassifierModule, OptimizerConfig
 
 

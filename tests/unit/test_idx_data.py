@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data import FashionMNISTDataModule, MNISTDataModule
-from distillab.data.idx import IDXError, read_idx
+from distillab.data.images.idx import IDXError, read_idx
 from distillab.models import build_mlp
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"

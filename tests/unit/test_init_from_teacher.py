@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.models import build_bert
 from distillab.models.init_from_teacher import check_init_from_teacher, init_from_teacher, teacher_layers_for
 

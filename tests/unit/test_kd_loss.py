@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.losses import HintonKD, cross_entropy, soft_target_kl
 from distillab.models.output import ModelOutput
 from hand import kl_by_hand, softmax_by_hand

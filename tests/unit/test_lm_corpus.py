@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 
 from distillab.data import CorpusDataModule, TensorDataModule
-from distillab.data.bpe import EOS_TOKEN, TOKENIZER_FILE
-from distillab.data.corpus import pack_blocks, read_corpus_texts
+from distillab.data.language.bpe import EOS_TOKEN, TOKENIZER_FILE
+from distillab.data.language.corpus import pack_blocks, read_corpus_texts
 
 AGNEWS_DEV = SHARED_DATA / "agnews" / "dev.tsv"
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data" / "lm_corpus.yaml"
@@ -110,7 +110,7 @@ def test_max_train_tokens_is_a_block_budget(dm, agnews, tok_dir, caplog):
     teacher = small.for_teacher()  # the budget is the student's: the teacher reads every block
     assert torch.equal(teacher.splits["train"].labels, dm.splits["train"].labels)
     assert len(small.splits["train"]) == 7 and teacher.splits["val"] is small.splits["val"]
-    with caplog.at_level(logging.WARNING, logger="distillab.data.lm_corpus"):
+    with caplog.at_level(logging.WARNING, logger="distillab.data.language.lm_corpus"):
         big = make(agnews, tok_dir, max_train_tokens=10**9)
     assert len(big.splits["train"]) == len(dm.splits["train"]) and "max_train_tokens" in caplog.text
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.models import ModelOutput, build_bert, build_vit
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data.tokenizer import train_wordpiece
 from distillab.models import build_pretrained
 from distillab.models.pretrained import pretrained_tokenizer, shared_tokenizer, weights_hash

@@ -5,7 +5,7 @@ import lightning as L
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.models import build_bert
 from distillab.modules import ClassifierModule
 from distillab.pruning import (

@@ -4,8 +4,8 @@ stored continuations (sequence-level KD)."""
 import pytest
 import torch
 
-from distillab.config import ConfigError
-from distillab.data.sequences import (
+from distillab.core.config import ConfigError
+from distillab.teachers.sequences import (
     SequenceSource,
     on_policy_batch,
     stored_teacher_sequences,
@@ -53,7 +53,7 @@ def test_teacher_sequences_are_generated_once_and_reused(tmp_path, monkeypatch):
     with torch.no_grad():
         logits = teacher(first.inputs).logits
     assert torch.equal(logits.argmax(-1)[:, 3:-1], first.labels[:, 3:-1])
-    from distillab.data import sequences
+    from distillab.teachers import sequences
     monkeypatch.setattr(sequences, "generate_teacher_sequences", lambda *a, **k: pytest.fail("generated twice"))
     again = stored_teacher_sequences(teacher, data, source, 0, tmp_path, "key")
     assert torch.equal(again.inputs["input_ids"], first.inputs["input_ids"])

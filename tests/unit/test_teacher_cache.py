@@ -7,7 +7,7 @@ import logging
 import torch
 
 from distillab.data import DigitsDataModule
-from distillab.data.digits_domains import DigitsDomainsDataModule
+from distillab.data.images.digits_domains import DigitsDomainsDataModule
 from distillab.models.output import ModelOutput
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import OUTPUTS, SplitRequest, TeacherOutputCache, flatten, unflatten

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.teachers import TeacherStore, load_teacher_weights
-from distillab.teachers.store import teacher_key
+from distillab.core.keys import teacher_key
 
 
 def test_key_is_stable_and_sensitive():
@@ -56,8 +56,8 @@ def test_how_a_teacher_is_cached_is_not_part_of_its_store_key():
     must reuse one stored teacher (a sweep over cache_topk once retrained it)."""
     from hydra import compose, initialize_config_dir
 
-    from distillab.cli import CONFIG_DIR
-    from distillab.teachers.provide import TeacherSpec, store_key
+    from distillab.cli.train import CONFIG_DIR
+    from distillab.run.teachers import TeacherSpec, store_key
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         keys = {store_key(cfg, TeacherSpec("teacher", "model.teacher", cfg.model.teacher, 0))

@@ -17,9 +17,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data import TextClassificationDataModule, TextDomainsDataModule
-from distillab.data.text_table import read_table
+from distillab.data.text.table import read_table
 from distillab.data.tokenizer import encode, load_or_train_wordpiece
 from distillab.models import build_bert
 

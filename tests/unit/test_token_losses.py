@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from hand import kl_by_hand, softmax_by_hand
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.losses.kd import soft_target_kl
 from distillab.losses.token import (
     KINDS,

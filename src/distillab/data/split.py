@@ -10,7 +10,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 
 def stratified_pick(key: str, value: Any, labels: Tensor | np.ndarray, size: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from distillab.config import check_int, check_number
+from distillab.core.config import check_int, check_number
 from distillab.data.length_grouped import LengthGroupedSampler
 from distillab.data.split import stratified_pick
 

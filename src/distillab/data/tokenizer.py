@@ -30,7 +30,7 @@ from tokenizers import (
 )
 from torch import Tensor
 
-from distillab.teachers.store import atomic_entry, file_lock, verify_entry
+from distillab.core.entries import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 

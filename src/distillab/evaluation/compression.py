@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import check_int, check_number
+from distillab.core.config import check_int, check_number
 from distillab.data.tensor_datamodule import Inputs, take_inputs
 
 COLUMNS = (

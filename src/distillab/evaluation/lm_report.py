@@ -10,7 +10,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.evaluation.generations import sample_generations
+from distillab.models.generation import sample_generations
 from distillab.models.output import TransformerClassifier
 
 

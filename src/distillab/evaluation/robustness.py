@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from distillab.config import build
+from distillab.core.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.robustness import Attack, robust_accuracy
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.losses.composite import CompositeLoss
 from distillab.models.output import ModelOutput
 

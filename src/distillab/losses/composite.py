@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distillab.config import ConfigError, check_number, section
+from distillab.core.config import ConfigError, check_number, section
 from distillab.models.output import EncoderShape, ModelOutput
 
 

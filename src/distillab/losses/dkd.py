@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillab.config import check_number
+from distillab.core.config import check_number
 from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.models.output import ModelOutput

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillab.config import ConfigError, check_choice, check_int
+from distillab.core.config import ConfigError, check_choice, check_int
 from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.layer_map import layer_pairs
 from distillab.losses.teacher_targets import TeacherOut

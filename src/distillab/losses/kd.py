@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillab.config import check_number
+from distillab.core.config import check_number
 from distillab.losses.composite import CompositeLoss
 from distillab.losses.reduce import label_mask, masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut

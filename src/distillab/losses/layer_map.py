@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 
 def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embeddings: bool = True) -> list[tuple[int, int]]:

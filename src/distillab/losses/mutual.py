@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import check_number
+from distillab.core.config import check_number
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy, soft_target_kl
 from distillab.losses.reduce import label_mask

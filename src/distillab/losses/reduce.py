@@ -7,10 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def upcast(x: Tensor) -> Tensor:
-    """At least float32: softmax over a vocabulary in half precision loses the small probabilities."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+from distillab.core.numerics import upcast  # noqa: F401  (re-exported: every loss reads it from here)
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:

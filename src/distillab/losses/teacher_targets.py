@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.losses.reduce import upcast
 from distillab.models.output import ModelOutput
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.losses.kd import cross_entropy
 from distillab.losses.reduce import label_mask
 from distillab.losses.token_reduce import Rows, bucket_sum, divergence

@@ -19,7 +19,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.models.output import TransformerClassifier
 
 ARCHITECTURES = ("gpt2", "llama")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distillab.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_int, check_number
 
 
 def check_encoder_shape(

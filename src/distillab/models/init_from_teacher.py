@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from distillab.config import ConfigError, check_int
+from distillab.core.config import ConfigError, check_int
 from distillab.models.output import TransformerClassifier
 
 # Encoder blocks: "bert.encoder.layer.<i>." in BERT, "vit.layers.<i>." in transformers 5's ViT.

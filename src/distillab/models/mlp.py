@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from distillab.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_int, check_number
 from distillab.models.output import EncoderShape, ModelOutput
 
 

@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from distillab.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_int, check_number
 from distillab.models.output import TransformerClassifier
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import ViTConfig, ViTForImageClassification
 
-from distillab.config import ConfigError, check_int
+from distillab.core.config import ConfigError, check_int
 from distillab.models.encoder_shape import check_encoder_shape
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import build_pretrained

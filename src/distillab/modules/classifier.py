@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from distillab.checkpoints import rng_states, set_rng_states
-from distillab.config import check_choice, check_number
+from distillab.core.checkpoints import rng_states, set_rng_states
+from distillab.core.config import check_choice, check_number
 from distillab.evaluation.lm_metrics import language_model_metrics, masked_labels
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult

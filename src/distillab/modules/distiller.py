@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from distillab.data.sequences import SequenceSource, on_policy_batch
+from distillab.teachers.sequences import SequenceSource, on_policy_batch
 from distillab.losses.adversarial import PERTURBED
 from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.losses.token import token_temperature

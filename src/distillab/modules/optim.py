@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from distillab.config import check_choice, check_number
+from distillab.core.config import check_choice, check_number
 
 SCHEDULES = ("cosine", "linear")
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from distillab.config import check_choice, check_number
+from distillab.core.config import check_choice, check_number
 
 # transformers 5 ViT keeps its blocks in ``vit.layers`` (no ``encoder`` module), BERT in
 # ``bert.encoder.layer``: matching both keeps the default "encoder blocks only" for either.

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.pruning.magnitude import (
     DEFAULT_EXCLUDE,
     DEFAULT_INCLUDE,

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from distillab.config import check_choice, check_int, check_number
+from distillab.core.config import check_choice, check_int, check_number
 from distillab.pruning.magnitude import (
     DEFAULT_EXCLUDE,
     DEFAULT_INCLUDE,

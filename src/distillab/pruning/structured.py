@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.pytorch_utils import prune_linear_layer
 
-from distillab.config import ConfigError, check_choice, check_number
+from distillab.core.config import ConfigError, check_choice, check_number
 
 # Where each architecture keeps its parts, relative to one encoder layer:
 # (module holding the head count, q/k/v names in it, output projection, head-size attribute)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import check_choice, check_int, check_number
+from distillab.core.config import check_choice, check_int, check_number
 from distillab.models.output import ModelOutput
 
 Inputs = Tensor | dict[str, Tensor]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.losses.kd import cross_entropy
 from distillab.models.output import ModelOutput
 from distillab.robustness.attacks import Attack, perturb

@@ -41,12 +41,12 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 
-from distillab.config import check_choice, check_number
+from distillab.core.config import check_choice, check_number
 from distillab.data.tensor_datamodule import IndexedTensorDataset
-from distillab.losses.topk import TopK, sampled_of, topk_of
+from distillab.models.topk import TopK, sampled_of, topk_of
 from distillab.models.output import ModelOutput
 from distillab.teachers.ensemble import Teachers
-from distillab.teachers.store import atomic_entry, file_lock, verify_entry
+from distillab.core.entries import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 

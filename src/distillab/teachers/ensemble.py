@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from distillab.data.tensor_datamodule import take_inputs
-from distillab.losses.topk import TopK
+from distillab.models.topk import TopK
 from distillab.models.output import ModelOutput
 from distillab.teachers.frozen import FrozenTeacher
 

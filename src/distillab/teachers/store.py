@@ -12,84 +12,21 @@ manifest, or whose weights do not match it, is treated as absent, removed and re
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
-import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
+from distillab.core.entries import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "weights.pt"
-MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (DDP ranks, parallel jobs of a sweep): the first
-    to get it builds an entry, the others wait and then find it built."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def atomic_entry(root: Path, key: str, checked: tuple[str, ...]) -> Iterator[Path]:
-    """Yield a temporary folder to fill; then write the manifest (SHA-256 of the ``checked``
-    files, written last) and rename the folder to ``root/key`` in one step."""
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{key}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        manifest = {"key": key, "sha256": {name: sha256_file(tmp / name) for name in checked}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        final = root / key
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def verify_entry(entry: Path) -> str | None:
-    """None if every file named in the manifest matches its hash, else what is wrong."""
-    try:
-        hashes = json.loads((entry / MANIFEST).read_text())["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "incomplete (no readable manifest)"
-    for name, expected in hashes.items():
-        if not (entry / name).is_file() or sha256_file(entry / name) != expected:
-            return f"corrupt ({name} does not match the manifest)"
-    return None
-
-
-def teacher_key(parts: dict[str, Any]) -> str:
-    """Stable short hash of plain (JSON-able) config parts."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class TeacherStore:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 if TYPE_CHECKING:
-    from distillab.data.text import TextSplits
+    from distillab.data.text.classification import TextSplits
 
 
 def check_unlabelled(path: Any) -> Path | None:

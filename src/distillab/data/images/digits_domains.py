@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from distillab.config import check_int
-from distillab.data.digits import DigitsDataModule
+from distillab.core.config import check_int
+from distillab.data.images.digits import DigitsDataModule
 
 
 class DigitsDomainsDataModule(DigitsDataModule):

@@ -7,7 +7,7 @@ trained on the training split (before ``max_train_samples`` subsets it, so the v
 does not change with the subset size) and stored in ``tokenizer_dir`` for every later run.
 
 The pieces that read and split one data set are functions, shared with
-:mod:`distillab.data.text_domains`, which puts several data sets side by side.
+:mod:`distillab.data.text.domains`, which puts several data sets side by side.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from distillab.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_int, check_number
 from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.data.text_table import Column, read_table
+from distillab.data.text.table import Column, read_table
 from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
-from distillab.data.unlabelled import check_unlabelled, read_lines, with_unlabelled
+from distillab.data.text.unlabelled import check_unlabelled, read_lines, with_unlabelled
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.config import ConfigError, build, check_int, section
+from distillab.core.config import ConfigError, build, check_int, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss
 from distillab.models.output import EncoderShape

@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from distillab.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_int, check_number
 from distillab.models.output import TransformerClassifier
 
 

@@ -25,11 +25,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from distillab.config import ConfigError, check_int, check_number
-from distillab.data.bpe import EOS_TOKEN, check_vocab_size, train_bpe
-from distillab.data.corpus import pack_blocks, read_corpus_texts
+from distillab.core.config import ConfigError, check_int, check_number
+from distillab.data.language.bpe import EOS_TOKEN, check_vocab_size, train_bpe
+from distillab.data.language.corpus import pack_blocks, read_corpus_texts
 from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
-from distillab.data.text_table import Column
+from distillab.data.text.table import Column
 from distillab.data.tokenizer import tokenizer_hash
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ SOURCE_KEYS = ("path", "column", "header", "delimiter")
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """One file of documents (see :func:`distillab.data.corpus.read_corpus_texts`)."""
+    """One file of documents (see :func:`distillab.data.language.corpus.read_corpus_texts`)."""
 
     path: Path
     column: Column | None = None

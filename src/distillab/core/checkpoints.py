@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from distillab.teachers.store import sha256_file
+from distillab.core.entries import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from distillab.config import ConfigError, build, check_choice
+from distillab.core.config import ConfigError, build, check_choice
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.compression import (
     add_speedups,

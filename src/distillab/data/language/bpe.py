@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 from distillab.data.tokenizer import stored_tokenizer
 
 EOS_TOKEN = "<|endoftext|>"

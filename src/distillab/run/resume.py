@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distillab.evaluation.compression import COLUMNS, compression_markdown, format_cell
-from distillab.evaluation.generations import format_generations
+from distillab.models.generation import format_generations
 
 LANGUAGE_MODEL_NOTE = (
     "ppl: perplexity on the held-out test blocks, exp of the mean next-token negative log-likelihood; "

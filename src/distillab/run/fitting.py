@@ -10,8 +10,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.callbacks import StepTimer
-from distillab.checkpoints import HashedCheckpointIO, resumable
-from distillab.config import build
+from distillab.core.checkpoints import HashedCheckpointIO, resumable
+from distillab.core.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.modules.classifier import ClassifierModule
 

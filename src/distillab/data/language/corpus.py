@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distillab.config import ConfigError
-from distillab.data.text_table import Column, read_table
+from distillab.core.config import ConfigError
+from distillab.data.text.table import Column, read_table
 
 
 def read_corpus_texts(
@@ -26,7 +26,7 @@ def read_corpus_texts(
     """The documents of ``path``, stripped, blank ones left out.
 
     ``column=None``: a plain-text file, one document a line. Otherwise a column of a TSV/CSV
-    file, read as :func:`distillab.data.text_table.read_table` reads it: a header name
+    file, read as :func:`distillab.data.text.table.read_table` reads it: a header name
     (``sst2/train.tsv``: ``"sentence"``) or a 0-based index (``agnews/*.tsv`` has no header:
     ``0``). ``header`` defaults to whether ``column`` is a name.
     """

@@ -14,7 +14,7 @@ import csv
 import re
 from pathlib import Path
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 Column = int | str
 

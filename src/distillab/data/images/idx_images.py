@@ -17,9 +17,9 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from distillab.config import ConfigError, check_choice, check_int
-from distillab.data.augment import random_shift as _shift
-from distillab.data.idx import IDXError, fetch, find_idx, read_idx
+from distillab.core.config import ConfigError, check_choice, check_int
+from distillab.data.images.augment import random_shift as _shift
+from distillab.data.images.idx import IDXError, fetch, find_idx, read_idx
 from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
 

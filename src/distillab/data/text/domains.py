@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from distillab.config import ConfigError, section
-from distillab.data.text import (
+from distillab.core.config import ConfigError, section
+from distillab.data.text.classification import (
     SPLIT_FILES,
     TextFiles,
     TextSplits,

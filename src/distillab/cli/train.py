@@ -28,17 +28,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from distillab.config import ConfigError
+from distillab.core.config import ConfigError
 
 # A deprecation inside Lightning's own code, printed on every run; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
 log = logging.getLogger("distillab")
 
 
 def _stopped_kinds() -> tuple[type[BaseException], ...]:
-    from distillab.checkpoints import CorruptCheckpointError
+    from distillab.core.checkpoints import CorruptCheckpointError
     from distillab.modules.classifier import NonFiniteLossError
     from distillab.modules.distiller import TeacherMismatchError
 
@@ -80,8 +80,8 @@ def _record_failure(err: BaseException, message: str | None) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _main(cfg: DictConfig) -> float | None:
-    from distillab.distributed import is_distributed
-    from distillab.pipeline import run  # heavy imports after Hydra has parsed --help
+    from distillab.core.distributed import is_distributed
+    from distillab.run.pipeline import run  # heavy imports after Hydra has parsed --help
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

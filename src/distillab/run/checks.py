@@ -8,14 +8,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distillab.config import ConfigError, check_choice, check_int, check_number, section
-from distillab.data.sequences import SequenceSource
+from distillab.core.config import ConfigError, check_choice, check_int, check_number, section
+from distillab.teachers.sequences import SequenceSource
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.losses.token import token_kinds, token_temperature
 from distillab.models.causal_lm import check_same_vocabulary
 from distillab.models.output import TransformerClassifier
-from distillab.resume import MODES as RESUME_MODES
+from distillab.run.resume import MODES as RESUME_MODES
 from distillab.teachers.cache import MODES as CACHE_MODES
 
 STAGES = ("all", "teacher", "distill", "baseline")

@@ -17,22 +17,22 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.compress import compress, compression_report, plan_compression
-from distillab.config import (
+from distillab.run.compress import compress, compression_report, plan_compression
+from distillab.core.config import (
     ConfigError,
     build,
     check_writable,
     section,
 )
-from distillab.data.sequences import teacher_sequence_data
+from distillab.teachers.sequences import teacher_sequence_data
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.distributed import global_rank
+from distillab.core.distributed import global_rank
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.lm_report import language_model_report
-from distillab.evaluation.report import print_summary, write_report
+from distillab.run.report import print_summary, write_report
 from distillab.evaluation.robustness import robustness_report
-from distillab.fitting import fit_and_test, test_only
+from distillab.run.fitting import fit_and_test, test_only
 from distillab.models.init_from_teacher import (
     check_init_from_teacher,
     init_from_teacher,
@@ -41,18 +41,18 @@ from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
-from distillab.resume import copy_results, plan_resume, register
-from distillab.run_checks import (
+from distillab.run.resume import copy_results, plan_resume, register
+from distillab.run.checks import (
     check_cache,
     check_language_model,
     check_loss,
     check_run_config,
 )
-from distillab.stages import Stage, plan_stages, run_stages
+from distillab.run.stages import Stage, plan_stages, run_stages
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import TeacherOutputCache
 from distillab.teachers.ensemble import Teachers
-from distillab.teachers.provide import (
+from distillab.run.teachers import (
     check_teacher_augmentation,
     provide_teacher,
     teacher_attack,

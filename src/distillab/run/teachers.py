@@ -15,15 +15,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.config import ConfigError, build, check_int, section
-from distillab.data.augment import random_shift
+from distillab.core.config import ConfigError, build, check_int, section
+from distillab.data.images.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.fitting import fit_and_test, test_only
+from distillab.run.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import weights_hash
 from distillab.modules import ClassifierModule, OptimizerConfig
-from distillab.distributed import global_rank, is_distributed
-from distillab.teachers.store import TeacherStore, load_teacher_weights, teacher_key
+from distillab.core.distributed import global_rank, is_distributed
+from distillab.core.keys import teacher_key
+from distillab.teachers.store import TeacherStore, load_teacher_weights
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from distillab.config import ConfigError, check_choice, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.data.tensor_datamodule import IndexedTensorDataset
-from distillab.evaluation.generations import continue_sequences
+from distillab.models.generation import continue_sequences
 from distillab.models.output import TransformerClassifier
 from distillab.teachers.cache import data_fingerprint, weights_fingerprint
-from distillab.teachers.store import atomic_entry, file_lock, verify_entry
+from distillab.core.entries import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from distillab.config import ConfigError, check_int, check_number
-from distillab.data.augment import random_shift as _shift
+from distillab.core.config import ConfigError, check_int, check_number
+from distillab.data.images.augment import random_shift as _shift
 from distillab.data.tensor_datamodule import TensorDataModule
 
 

@@ -1,0 +1,1 @@
+"""Language-model corpora: texts packed into blocks of byte-level BPE tokens."""

@@ -1,0 +1,1 @@
+"""Text classification data sets: TSV/CSV tables, domains, unlabelled sentences."""
