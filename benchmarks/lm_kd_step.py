@@ -33,17 +33,21 @@ def main() -> None:
     vocab, batch, length = 8192, 32, 128
     student = build_causal_lm(vocab, length, hidden_size=128, num_layers=2, num_heads=2)
     ids = torch.randint(0, vocab, (batch, length + 1))
-    data = {"inputs": {"input_ids": ids[:, :-1], "attention_mask": torch.ones(batch, length, dtype=torch.long)},
-            "labels": ids[:, 1:]}
+    data = {
+        "inputs": {"input_ids": ids[:, :-1], "attention_mask": torch.ones(batch, length, dtype=torch.long)},
+        "labels": ids[:, 1:],
+    }
     teacher_logits = torch.randn(batch, length, vocab) * 3
     ce_only = CompositeLoss({"ce": CrossEntropy()}, {"ce": 1.0})
     kd = CompositeLoss({"ce": CrossEntropy(), "kd": TokenDivergence(args.kind)}, {"ce": 0.5, "kd": 0.5})
     fused = CompositeLoss({"kd": TokenDivergence(args.kind, ce_weight=1.0)}, {"kd": 0.5})  # loss=token_kd
     top = topk_of(teacher_logits, args.k)
-    cases = {"CE alone": (ce_only, None),
-             f"{args.kind} + CE in one pass, top-{args.k}": (fused, top),
-             f"{args.kind} and CE apart, top-{args.k}": (kd, top),
-             f"{args.kind} and CE apart, dense": (kd, ModelOutput(teacher_logits))}
+    cases = {
+        "CE alone": (ce_only, None),
+        f"{args.kind} + CE in one pass, top-{args.k}": (fused, top),
+        f"{args.kind} and CE apart, top-{args.k}": (kd, top),
+        f"{args.kind} and CE apart, dense": (kd, ModelOutput(teacher_logits)),
+    }
     base = None
     for name, (loss, teacher) in cases.items():
         times = []

@@ -33,7 +33,12 @@ METHODS: list[tuple[str, str, list[str], str]] = [
     ("TinyBERT", "tinybert", ["experiment=digits_kd", "loss=tinybert", "baseline=false"], "student"),
     ("MiniLM", "minilm", ["experiment=digits_kd", "loss=minilm", "baseline=false"], "student"),
     ("DKD", "dkd", ["experiment=digits_kd", "loss=dkd", "baseline=false"], "student"),
-    ("multi-teacher (2, confidence)", "multi_teacher", ["experiment=digits_multi_teacher", "baseline=false"], "student"),
+    (
+        "multi-teacher (2, confidence)",
+        "multi_teacher",
+        ["experiment=digits_multi_teacher", "baseline=false"],
+        "student",
+    ),
     ("mutual (DML)", "mutual", ["experiment=digits_mutual", "baseline=false"], "student"),
 ]
 RUNS = sorted({key for _, key, _, _ in METHODS})
@@ -42,16 +47,32 @@ RUNS = sorted({key for _, key, _, _ in METHODS})
 def run(key: str, overrides: list[str], role: str, seed: int, out: Path, teachers: Path, extra: list[str]) -> dict:
     run_dir = out / key / f"seed{seed}"
     if not (run_dir / "metrics.json").exists():
-        cmd = [sys.executable, "-m", "distillab.cli.train", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
-               f"paths.teachers_dir={teachers}", "logger=none", "callbacks.progress_bar.refresh_rate=100000", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "distillab.cli.train",
+            *overrides,
+            f"seed={seed}",
+            f"hydra.run.dir={run_dir}",
+            f"paths.teachers_dir={teachers}",
+            "logger=none",
+            "callbacks.progress_bar.refresh_rate=100000",
+            *extra,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode:
             raise SystemExit(f"{key} seed {seed} failed:\n{proc.stderr[-3000:]}")
     m = json.loads((run_dir / "metrics.json").read_text())
     epochs = OmegaConf.load(run_dir / "config.yaml").trainer.max_epochs
-    return {"acc": m[role]["test"]["acc"], "retention": m[role]["test"]["acc"] / reference(m),
-            "sec_per_epoch": m["seconds"][role if role == "baseline" else "student"] / epochs,
-            "params": m[role]["params"], "teacher_acc": reference(m), "run": str(run_dir), "run_seconds": m["seconds"]["total"]}
+    return {
+        "acc": m[role]["test"]["acc"],
+        "retention": m[role]["test"]["acc"] / reference(m),
+        "sec_per_epoch": m["seconds"][role if role == "baseline" else "student"] / epochs,
+        "params": m[role]["params"],
+        "teacher_acc": reference(m),
+        "run": str(run_dir),
+        "run_seconds": m["seconds"]["total"],
+    }
 
 
 def reference(m: dict) -> float:
@@ -67,7 +88,9 @@ def fmt(values: list[float], digits: int = 4) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=RUNS, choices=RUNS, help="runs to make (kd includes the student alone)")
+    parser.add_argument(
+        "--methods", nargs="+", default=RUNS, choices=RUNS, help="runs to make (kd includes the student alone)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "methods")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "results" / "methods_digits.md")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
@@ -96,8 +119,10 @@ def main() -> None:
         lines.append(f"| *the teacher* | {fmt(teacher)} | 1 | – |")
     for name, *_ in methods:
         r = results[name]
-        lines.append(f"| {name} | {fmt([x['acc'] for x in r])} | {fmt([x['retention'] for x in r], 3)} | "
-                     f"{min(x['sec_per_epoch'] for x in r):.2f} |")
+        lines.append(
+            f"| {name} | {fmt([x['acc'] for x in r])} | {fmt([x['retention'] for x in r], 3)} | "
+            f"{min(x['sec_per_epoch'] for x in r):.2f} |"
+        )
     lines += [
         "",
         "Retention is the student's test accuracy over the teacher's (the best teacher's for "

@@ -49,9 +49,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.nn import functional as F
-
 from omegaconf import OmegaConf
+from torch.nn import functional as F
 
 from distillab.core.config import build
 from distillab.data import DigitsDataModule, FashionMNISTDataModule
@@ -113,7 +112,9 @@ def fashion_pair(batch_size: int = 64) -> Pair | str:
 
 def available_pairs(batch_size: int) -> tuple[list[Pair], list[str]]:
     fashion = fashion_pair(batch_size)
-    return [digits_pair(batch_size), *([fashion] if isinstance(fashion, Pair) else [])], [fashion] if isinstance(fashion, str) else []
+    return [digits_pair(batch_size), *([fashion] if isinstance(fashion, Pair) else [])], [fashion] if isinstance(
+        fashion, str
+    ) else []
 
 
 class EpochTimer(L.Callback):
@@ -139,12 +140,25 @@ def framework_epochs(pair: Pair, config: str, epochs: int, alternate: RawLoop | 
         module: L.LightningModule = ClassifierModule(student, pair.data.num_classes, optimizer)
     else:
         cache = TeacherOutputCache("memory" if config == "distill-cached" else "off")
-        module = DistillationModule(student, FrozenTeacher(copy.deepcopy(pair.teacher)), HintonKD(TEMPERATURE, ALPHA),
-                                    pair.data.num_classes, optimizer, cache)
+        module = DistillationModule(
+            student,
+            FrozenTeacher(copy.deepcopy(pair.teacher)),
+            HintonKD(TEMPERATURE, ALPHA),
+            pair.data.num_classes,
+            optimizer,
+            cache,
+        )
     timer = EpochTimer(alternate)
-    trainer = build(OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml"), "trainer", accelerator="cpu",
-                    max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    callbacks=[timer])
+    trainer = build(
+        OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml"),
+        "trainer",
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[timer],
+    )
     L.seed_everything(0, verbose=False)
     trainer.fit(module, datamodule=pair.data)
     return timer.seconds
@@ -165,8 +179,12 @@ class RawLoop:
             with torch.inference_mode():
                 for split in ("train", "val"):
                     ds = self.data.splits[split]
-                    self.cached[split] = torch.cat([self.teacher(ds.batch(torch.arange(i, min(len(ds), i + 512)))
-                                                                 ["inputs"]).logits for i in range(0, len(ds), 512)])
+                    self.cached[split] = torch.cat(
+                        [
+                            self.teacher(ds.batch(torch.arange(i, min(len(ds), i + 512)))["inputs"]).logits
+                            for i in range(0, len(ds), 512)
+                        ]
+                    )
         self.seconds: list[float] = []
 
     def teacher_logits(self, batch: dict, split: str) -> torch.Tensor:
@@ -181,8 +199,15 @@ class RawLoop:
         for batch in self.train_loader:
             logits, labels = self.student(batch["inputs"]).logits, batch["labels"]
             t = self.teacher_logits(batch, "train")
-            soft = F.kl_div(F.log_softmax(logits / TEMPERATURE, -1), F.log_softmax(t / TEMPERATURE, -1),
-                            log_target=True, reduction="batchmean") * TEMPERATURE**2
+            soft = (
+                F.kl_div(
+                    F.log_softmax(logits / TEMPERATURE, -1),
+                    F.log_softmax(t / TEMPERATURE, -1),
+                    log_target=True,
+                    reduction="batchmean",
+                )
+                * TEMPERATURE**2
+            )
             loss = ALPHA * soft + (1 - ALPHA) * F.cross_entropy(logits, labels)
             self.optimizer.zero_grad()
             loss.backward()
@@ -243,26 +268,39 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"lightning {L.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"lightning {L.__version__}, Python {platform.python_version()}"
+    )
 
 
-def report(pair: Pair, runs: dict[str, list[float]], per_pair: dict[str, list[float]],
-           build: float) -> tuple[list[str], dict[str, float]]:
+def report(
+    pair: Pair, runs: dict[str, list[float]], per_pair: dict[str, list[float]], build: float
+) -> tuple[list[str], dict[str, float]]:
     n_train = len(pair.data.splits["train"])
     t = {c: statistics.median(v) for c, v in runs.items()}
     ratios = {k: statistics.median(v) for k, v in per_pair.items()}
-    lines = [f"### {pair.name}", "",
-             f"Teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, student "
-             f"{sum(p.numel() for p in pair.student.parameters()):,} params; batch {pair.data.batch_size}. "
-             f"Building the teacher-output cache (train + val) once: {build:.2f} s.", "",
-             "| configuration | s / epoch | train samples / s |", "|---|---:|---:|"]
+    lines = [
+        f"### {pair.name}",
+        "",
+        f"Teacher {sum(p.numel() for p in pair.teacher.parameters()):,} params, student "
+        f"{sum(p.numel() for p in pair.student.parameters()):,} params; batch {pair.data.batch_size}. "
+        f"Building the teacher-output cache (train + val) once: {build:.2f} s.",
+        "",
+        "| configuration | s / epoch | train samples / s |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {c} | {t[c]:.3f} | {n_train / t[c]:,.0f} |" for c in CONFIGS]
-    lines += ["", "| ratio (median of paired measurements) | value |", "|---|---:|",
-              f"| (a) distill with cache / student alone | {ratios['a']:.3f} |",
-              f"| (b) distill without cache / student alone | {ratios['b']:.3f} |",
-              f"| (c) distill with cache, ours / raw PyTorch | {ratios['c']:.3f} |",
-              f"| (c') distill without cache, ours / raw PyTorch | {ratios['c_live']:.3f} |", ""]
+    lines += [
+        "",
+        "| ratio (median of paired measurements) | value |",
+        "|---|---:|",
+        f"| (a) distill with cache / student alone | {ratios['a']:.3f} |",
+        f"| (b) distill without cache / student alone | {ratios['b']:.3f} |",
+        f"| (c) distill with cache, ours / raw PyTorch | {ratios['c']:.3f} |",
+        f"| (c') distill without cache, ours / raw PyTorch | {ratios['c_live']:.3f} |",
+        "",
+    ]
     return lines, ratios
 
 
@@ -277,12 +315,17 @@ def main() -> None:
         parser.error("--repeats must be >= 3 and --epochs >= 2")
     started = time.perf_counter()
     pairs, skipped = available_pairs(args.batch_size)
-    lines = ["# Speed: distillation epochs against a plain student and a raw PyTorch loop", "",
-             f"Machine: {machine()}.", "",
-             f"Command: `python benchmarks/speed.py --repeats {args.repeats} --epochs {args.epochs} --batch-size "
-             f"{args.batch_size}`; median of "
-             f"{args.repeats} repeats of the median epoch (epochs 2..{args.epochs}); see the script's docstring for "
-             "what each configuration does.", ""]
+    lines = [
+        "# Speed: distillation epochs against a plain student and a raw PyTorch loop",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Command: `python benchmarks/speed.py --repeats {args.repeats} --epochs {args.epochs} --batch-size "
+        f"{args.batch_size}`; median of "
+        f"{args.repeats} repeats of the median epoch (epochs 2..{args.epochs}); see the script's docstring for "
+        "what each configuration does.",
+        "",
+    ]
     headline = None
     for pair in pairs:
         print(f"{pair.name}:", flush=True)
@@ -292,12 +335,15 @@ def main() -> None:
         lines += pair_lines
         headline = headline or ratios
     lines += [f"Skipped: {s}." for s in skipped] + [""] if skipped else []
-    lines += ["Reading (c): the raw loop does the same arithmetic; what ours adds is Lightning's own work per "
-              "step (hooks, the optimizer closure, the batch fetcher) and per epoch (setting up the validation "
-              "loop, logging its metrics). Lightning's SimpleProfiler puts it at about 0.7 ms per training step "
-              "on this machine. It does not grow with the model, so its share shrinks as a step gets heavier "
-              "(larger batches, images or models); on an 18k-parameter student with 64 8x8 images per step "
-              "(about 6 ms) it is what separates the two.", ""]
+    lines += [
+        "Reading (c): the raw loop does the same arithmetic; what ours adds is Lightning's own work per "
+        "step (hooks, the optimizer closure, the batch fetcher) and per epoch (setting up the validation "
+        "loop, logging its metrics). Lightning's SimpleProfiler puts it at about 0.7 ms per training step "
+        "on this machine. It does not grow with the model, so its share shrinks as a step gets heavier "
+        "(larger batches, images or models); on an 18k-parameter student with 64 8x8 images per step "
+        "(about 6 ms) it is what separates the two.",
+        "",
+    ]
     lines += [f"Total benchmark time: {time.perf_counter() - started:.0f} s.", ""]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines))

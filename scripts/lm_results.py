@@ -65,112 +65,184 @@ def main(root: Path) -> str:
     dense = [dense_by_seed[1]] if 1 in dense_by_seed else []
     seed1 = [m for c, m in seeds if m["seed"] == 1]
     # The ablation of what the slots hold (run without clipping): forward KL at 32 slots, and dense.
-    targets = [(c, m) for c, m in jobs(root / "targets")
-               if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"]
+    targets = [
+        (c, m)
+        for c, m in jobs(root / "targets")
+        if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
+    ]
     targets_dense = [m for c, m in jobs(root / "targets_dense") if c["teacher"]["cache_topk"] is None]
     default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 8}
-    lines = ["# Language-model distillation: results", "",
-             "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
-             "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
-             "students of 2 layers, width 128 (1.46M parameters) on a budget of 409,600 tokens × 4 epochs, "
-             "tested on held-out documents (33,920 tokens). 2 CPU cores. Produced by "
-             "`bash scripts/lm_results.sh` (the runs, then summarize.py on each sweep and this page); "
-             "ppl is test perplexity (lower is better), agreement the share of test positions where the "
-             "model's most likely next token is the teacher's. `experiment=lm_agnews` distils with forward KL "
-             f"at T = 1 + CE from a {default['cache_topk']}-slot cache: the teacher's top "
-             f"{default['cache_topk'] - (default.get('cache_samples') or 0)} tokens exact and "
-             f"{default.get('cache_samples') or 0} slots of tokens drawn from the rest of its distribution "
-             "(`teacher.cache_samples`), a target equal to the teacher's distribution in expectation.", ""]
+    lines = [
+        "# Language-model distillation: results",
+        "",
+        "GPT-2 shaped teacher (4 layers, width 256, 5.3M parameters) trained once on the text of AG News and "
+        "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
+        "students of 2 layers, width 128 (1.46M parameters) on a budget of 409,600 tokens × 4 epochs, "
+        "tested on held-out documents (33,920 tokens). 2 CPU cores. Produced by "
+        "`bash scripts/lm_results.sh` (the runs, then summarize.py on each sweep and this page); "
+        "ppl is test perplexity (lower is better), agreement the share of test positions where the "
+        "model's most likely next token is the teacher's. `experiment=lm_agnews` distils with forward KL "
+        f"at T = 1 + CE from a {default['cache_topk']}-slot cache: the teacher's top "
+        f"{default['cache_topk'] - (default.get('cache_samples') or 0)} tokens exact and "
+        f"{default.get('cache_samples') or 0} slots of tokens drawn from the rest of its distribution "
+        "(`teacher.cache_samples`), a target equal to the teacher's distribution in expectation.",
+        "",
+    ]
 
     checks = []
     if seeds:
         lower = sum(ppl(m) < ppl(m, "baseline") for _, m in seeds)
-        checks.append(f"- **Distilled below alone**: on {lower} of {len(seeds)} seeds ("
-                      + ", ".join(f"seed {m['seed']}: {ppl(m):.1f} vs {ppl(m, 'baseline'):.1f}"
-                                  for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])) + ").")
-    pairs = [(m["seed"], ppl(m), ppl(dense_by_seed[m["seed"]])) for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
-             if m["seed"] in dense_by_seed]
+        checks.append(
+            f"- **Distilled below alone**: on {lower} of {len(seeds)} seeds ("
+            + ", ".join(
+                f"seed {m['seed']}: {ppl(m):.1f} vs {ppl(m, 'baseline'):.1f}"
+                for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
+            )
+            + ")."
+        )
+    pairs = [
+        (m["seed"], ppl(m), ppl(dense_by_seed[m["seed"]]))
+        for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
+        if m["seed"] in dense_by_seed
+    ]
     if pairs:
-        checks.append("- **32 slots against dense teacher logits**: "
-                      + ", ".join(f"seed {s}: {a:.1f} against {d:.1f} ({100 * (a / d - 1):+.1f}%)" for s, a, d in pairs)
-                      + " (`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null`).")
+        checks.append(
+            "- **32 slots against dense teacher logits**: "
+            + ", ".join(f"seed {s}: {a:.1f} against {d:.1f} ({100 * (a / d - 1):+.1f}%)" for s, a, d in pairs)
+            + " (`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null`)."
+        )
     # The default cache's train split, where a run built it (build time) or else reused it.
-    caches = [m["teacher_cache"]["splits"]["train"] for c, m in jobs(root / "first") + seeds + targets
-              if c["teacher"]["cache_topk"] == default["cache_topk"]
-              and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
-              and "train" in m.get("teacher_cache", {}).get("splits", {})]
+    caches = [
+        m["teacher_cache"]["splits"]["train"]
+        for c, m in jobs(root / "first") + seeds + targets
+        if c["teacher"]["cache_topk"] == default["cache_topk"]
+        and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
+        and "train" in m.get("teacher_cache", {}).get("splits", {})
+    ]
     caches = [c for c in caches if c.get("dense_logits_bytes")]  # (entries from before that figure was kept)
     if caches:
         cache = next((c for c in caches if c.get("build_seconds")), caches[0])
         ratio = cache["dense_logits_bytes"] / cache["bytes"]
-        checks.append(f"- **Cache size**: the training split's 32-slot cache takes {cache['bytes'] / 2**20:.1f} MB "
-                      f"against {cache['dense_logits_bytes'] / 2**20:,.0f} MB of float32 logits ({ratio:.0f}× "
-                      f"smaller; {ratio / 2:.0f}× against float16)"
-                      + (f", built in {cache['build_seconds']:.0f} s." if cache.get("build_seconds") else "."))
+        checks.append(
+            f"- **Cache size**: the training split's 32-slot cache takes {cache['bytes'] / 2**20:.1f} MB "
+            f"against {cache['dense_logits_bytes'] / 2**20:,.0f} MB of float32 logits ({ratio:.0f}× "
+            f"smaller; {ratio / 2:.0f}× against float16)"
+            + (f", built in {cache['build_seconds']:.0f} s." if cache.get("build_seconds") else ".")
+        )
     if seeds:
         ratios = [mean_epoch(m, "student") / mean_epoch(m, "baseline") for _, m in seeds]
-        checks.append(f"- **Epoch cost**: a cached KD epoch takes {statistics.mean(ratios):.2f}× a student-alone "
-                      f"epoch (per seed {', '.join(f'{r:.2f}' for r in ratios)}; the training steps' time, "
-                      "`metrics.json` `throughput`).")
+        checks.append(
+            f"- **Epoch cost**: a cached KD epoch takes {statistics.mean(ratios):.2f}× a student-alone "
+            f"epoch (per seed {', '.join(f'{r:.2f}' for r in ratios)}; the training steps' time, "
+            "`metrics.json` `throughput`)."
+        )
     times = wall_times(root)
     if "first" in times:
-        checks.append(f"- **Full run** `distillab experiment=lm_agnews` from an empty teacher store (teacher, cache, "
-                      f"student, student alone): {times['first']}.")
+        checks.append(
+            f"- **Full run** `distillab experiment=lm_agnews` from an empty teacher store (teacher, cache, "
+            f"student, student alone): {times['first']}."
+        )
     first = jobs(root / "first")
     if "gkd" in times:
         # The GKD sweep reads the teacher from the store; from an empty store it would also train
         # it, as `first` did: that time is added.
         teacher_s = first[0][1]["seconds"]["teacher"] if first else None
         gkd_s = int(times["gkd"].split()[0])
-        checks.append(f"- **Full run** `distillab experiment=lm_agnews_gkd` (GKD student and the student alone): "
-                      f"{times['gkd']} with the teacher from the store"
-                      + (f"; with the teacher's training as measured in the first run ({teacher_s:.0f} s), "
-                         f"{(gkd_s + teacher_s) / 60:.1f} min." if teacher_s else "."))
+        checks.append(
+            f"- **Full run** `distillab experiment=lm_agnews_gkd` (GKD student and the student alone): "
+            f"{times['gkd']} with the teacher from the store"
+            + (
+                f"; with the teacher's training as measured in the first run ({teacher_s:.0f} s), "
+                f"{(gkd_s + teacher_s) / 60:.1f} min."
+                if teacher_s
+                else "."
+            )
+        )
     lines += ["## In short", "", *checks, ""]
 
-    lines += ["## Distilled vs trained alone, three seeds", "",
-              "`distillab -m experiment=lm_agnews seed=1,2,3` (the student alone: CE on the same tokens):", "",
-              table(root / "seeds"), "", "| seed | distilled ppl | alone ppl | distilled lower |", "|---|---|---|---|"]
-    lines += [f"| {m['seed']} | {ppl(m):.2f} | {ppl(m, 'baseline'):.2f} | {'yes' if ppl(m) < ppl(m, 'baseline') else 'no'} |"
-              for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])]
+    lines += [
+        "## Distilled vs trained alone, three seeds",
+        "",
+        "`distillab -m experiment=lm_agnews seed=1,2,3` (the student alone: CE on the same tokens):",
+        "",
+        table(root / "seeds"),
+        "",
+        "| seed | distilled ppl | alone ppl | distilled lower |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m['seed']} | {ppl(m):.2f} | {ppl(m, 'baseline'):.2f} | {'yes' if ppl(m) < ppl(m, 'baseline') else 'no'} |"
+        for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
+    ]
     lines += [""]
 
-    lines += ["## Dense teacher logits", "",
-              "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null` (dense logits: "
-              "12.8 GB for the training split, over `teacher.cache_budget_mb`, so the teacher runs live on every "
-              "batch):", "", table(root / "dense")]
+    lines += [
+        "## Dense teacher logits",
+        "",
+        "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null` (dense logits: "
+        "12.8 GB for the training split, over `teacher.cache_budget_mb`, so the teacher runs live on every "
+        "batch):",
+        "",
+        table(root / "dense"),
+    ]
     if seed1 and dense:
-        lines += ["", f"An epoch's training steps take {mean_epoch(dense[0], 'student'):.0f} s with the live dense "
-                  f"teacher and {mean_epoch(seed1[0], 'student'):.0f} s from the cache (seed 1)."]
-    lines += ["", "## What the 32 slots hold (ablation, without clipping)", "",
-              "Seed 1, forward KL + CE, same student and budget, run before the students' gradient clipping was "
-              "added (`optimizer.max_grad_norm=null`; the rows compare with each other, not with the tables "
-              "above): `distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
-              "teacher.cache_samples=0,8,16,24,31`, and the same with `teacher.cache_topk=null`:", "",
-              "| what the teacher gives | test ppl | vs dense | agreement |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"An epoch's training steps take {mean_epoch(dense[0], 'student'):.0f} s with the live dense "
+            f"teacher and {mean_epoch(seed1[0], 'student'):.0f} s from the cache (seed 1).",
+        ]
+    lines += [
+        "",
+        "## What the 32 slots hold (ablation, without clipping)",
+        "",
+        "Seed 1, forward KL + CE, same student and budget, run before the students' gradient clipping was "
+        "added (`optimizer.max_grad_norm=null`; the rows compare with each other, not with the tables "
+        "above): `distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
+        "teacher.cache_samples=0,8,16,24,31`, and the same with `teacher.cache_topk=null`:",
+        "",
+        "| what the teacher gives | test ppl | vs dense | agreement |",
+        "|---|---|---|---|",
+    ]
     reference = ppl(targets_dense[0]) if targets_dense else None
-    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + \
-        [({"teacher": {"cache_topk": None}}, m) for m in targets_dense[:1]]
+    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + [
+        ({"teacher": {"cache_topk": None}}, m) for m in targets_dense[:1]
+    ]
     for cfg, m in rows:
         versus = f"{100 * (ppl(m) / reference - 1):+.1f}%" if reference else "-"
         lines.append(f"| {target_name(cfg)} | {ppl(m):.2f} | {versus} | {agreement(m):.3f} |")
-    lines += ["", "The top k with the rest as one bucket tells the student how much mass lies outside the k tokens "
-              "but not where: the student's own shape of that tail is kept, and at a teacher perplexity near 360 "
-              "much of the teacher's mass lies there. Tokens drawn from the rest of the teacher's distribution, "
-              "weighted m·c/s (m the rest's mass, c the draws of a token out of s), place that mass where the "
-              "teacher puts it on average: the forward KL's gradient q − p̂ equals the dense one in expectation "
-              "(Anshumann et al. 2025, sparse logit sampling). Only forward-KL terms read that target without "
-              "bias; the other divergences keep the bucket form (`teacher.cache_samples=0`).", ""]
+    lines += [
+        "",
+        "The top k with the rest as one bucket tells the student how much mass lies outside the k tokens "
+        "but not where: the student's own shape of that tail is kept, and at a teacher perplexity near 360 "
+        "much of the teacher's mass lies there. Tokens drawn from the rest of the teacher's distribution, "
+        "weighted m·c/s (m the rest's mass, c the draws of a token out of s), place that mass where the "
+        "teacher puts it on average: the forward KL's gradient q − p̂ equals the dense one in expectation "
+        "(Anshumann et al. 2025, sparse logit sampling). Only forward-KL terms read that target without "
+        "bias; the other divergences keep the bucket form (`teacher.cache_samples=0`).",
+        "",
+    ]
 
-    lines += ["## Divergence × top-k (ablation, without clipping)", "",
-              "`distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
-              "loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0` (the "
-              "top k and the rest as one bucket, which every divergence reads):", "", table(root / "loss_k"), ""]
-    lines += ["## On-policy distillation (GKD)", "",
-              "`distillab -m experiment=lm_agnews_gkd seed=1`: generalised JSD (β = 0.5) + CE on the corpus's "
-              "batches (top 32 + the rest as one bucket), half the batches the student's own continuations (96 "
-              "tokens after a 32-token prompt, sampled at T = 1) scored by the live teacher; beside it the student "
-              "alone:", "", table(root / "gkd"), ""]
+    lines += [
+        "## Divergence × top-k (ablation, without clipping)",
+        "",
+        "`distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
+        "loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0` (the "
+        "top k and the rest as one bucket, which every divergence reads):",
+        "",
+        table(root / "loss_k"),
+        "",
+    ]
+    lines += [
+        "## On-policy distillation (GKD)",
+        "",
+        "`distillab -m experiment=lm_agnews_gkd seed=1`: generalised JSD (β = 0.5) + CE on the corpus's "
+        "batches (top 32 + the rest as one bucket), half the batches the student's own continuations (96 "
+        "tokens after a 32-token prompt, sampled at T = 1) scored by the live teacher; beside it the student "
+        "alone:",
+        "",
+        table(root / "gkd"),
+        "",
+    ]
     if times:
         lines += ["## Wall time", "", "```", *(f"{k}: {v}" for k, v in times.items()), "```", ""]
     return "\n".join(lines)

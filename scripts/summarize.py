@@ -26,13 +26,42 @@ import yaml
 MISSING = object()
 STUDENTS = ("student", "pruned")
 # (statistic, decimals in the tables); error is in percent, test_errors a count
-STATS = (("ppl", 2), ("acc", 4), ("error", 2), ("test_errors", 1), ("f1", 4), ("agreement", 4),
-         ("tokens_per_s", 0), ("latency_ms_b1", 2), ("latency_ms_b64", 2))
-TEX_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
-TITLES = {"ppl": "test ppl", "tokens_per_s": "train tokens/s", "error": "error (%)", "test_errors": "test errors", "latency_ms_b1": "ms (b=1)",
-          "latency_ms_b64": "ms (b=64)", "gap_closed": "gap closed", "vs_alone": "vs alone (pt)",
-          "ppl_vs_alone": "ppl vs alone"}
+STATS = (
+    ("ppl", 2),
+    ("acc", 4),
+    ("error", 2),
+    ("test_errors", 1),
+    ("f1", 4),
+    ("agreement", 4),
+    ("tokens_per_s", 0),
+    ("latency_ms_b1", 2),
+    ("latency_ms_b64", 2),
+)
+TEX_ESCAPES = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+)
+TITLES = {
+    "ppl": "test ppl",
+    "tokens_per_s": "train tokens/s",
+    "error": "error (%)",
+    "test_errors": "test errors",
+    "latency_ms_b1": "ms (b=1)",
+    "latency_ms_b64": "ms (b=64)",
+    "gap_closed": "gap closed",
+    "vs_alone": "vs alone (pt)",
+    "ppl_vs_alone": "ppl vs alone",
+}
 
 
 class SummaryError(Exception):
@@ -41,7 +70,7 @@ class SummaryError(Exception):
 
 class Job(NamedTuple):  # not a dataclass: that needs sys.modules[__name__], which a bare importlib load lacks
     path: Path
-    overrides: dict[str, str]   # key -> value as typed on the command line
+    overrides: dict[str, str]  # key -> value as typed on the command line
     config: dict[str, Any]
     metrics: dict[str, Any] | None  # None: the job failed (no metrics.json)
 
@@ -131,8 +160,9 @@ def check_keys(jobs: list[Job], keys: list[str]) -> None:
     for key in keys:
         if not any(lookup(j.config, key) is not MISSING or key in j.overrides for j in jobs):
             top = sorted({k for j in jobs for k in j.config})
-            raise SummaryError(f"--group-by {key}: no job's config.yaml has this key "
-                               f"(top-level keys: {', '.join(top[:20]) or 'none'})")
+            raise SummaryError(
+                f"--group-by {key}: no job's config.yaml has this key (top-level keys: {', '.join(top[:20]) or 'none'})"
+            )
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -164,8 +194,12 @@ def observations(metrics: dict[str, Any], role: str, entry: dict[str, Any]) -> d
     test, compression = entry["test"], metrics.get("compression", {}).get(role, {})
     if "language_model" in metrics:
         lm = metrics["language_model"].get(role, {})
-        seen = {"ppl": test["ppl"], "acc": test["acc"], "agreement": lm.get("agreement"),
-                "tokens_per_s": lm.get("train_tokens_per_s")}
+        seen = {
+            "ppl": test["ppl"],
+            "acc": test["acc"],
+            "agreement": lm.get("agreement"),
+            "tokens_per_s": lm.get("train_tokens_per_s"),
+        }
         return {k: v for k, v in seen.items() if v is not None}
     seen = {"acc": test["acc"], "error": 100 * (1 - test["acc"]), "f1": test.get("f1")}
     n_test = metrics.get("data", {}).get("test")
@@ -180,7 +214,9 @@ def observations(metrics: dict[str, Any], role: str, entry: dict[str, Any]) -> d
 
 def stats(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
     """STATS, then the accuracy under each attack the jobs measured (``acc pgd@0.1``, ...)."""
-    robust = dict.fromkeys(k.removesuffix("_mean") for r in rows for k in r if k.startswith("acc ") and k.endswith("_mean"))
+    robust = dict.fromkeys(
+        k.removesuffix("_mean") for r in rows for k in r if k.startswith("acc ") and k.endswith("_mean")
+    )
     return [*STATS, *((k, 4) for k in robust)]
 
 
@@ -196,8 +232,11 @@ def summarize_group(metrics_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for role in order:
         seen = [observations(m, role, e) for m, e in per_role[role]]
-        row: dict[str, Any] = {"model": role, "n": len(seen),
-                               "params": mean_std([e["params"] for _, e in per_role[role]])[0]}
+        row: dict[str, Any] = {
+            "model": role,
+            "n": len(seen),
+            "params": mean_std([e["params"] for _, e in per_role[role]])[0],
+        }
         robust = dict.fromkeys(k for s in seen for k in s if k.startswith("acc "))
         for stat in (*(s for s, _ in STATS), *robust):
             row[f"{stat}_mean"], row[f"{stat}_std"] = mean_std([s[stat] for s in seen if stat in s])
@@ -255,11 +294,23 @@ def cell(row: dict[str, Any], column: str, pm: str) -> str:
 
 def table(rows: list[dict[str, Any]], keys: list[str], pm: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells; statistics that no row has are left out, and ``failed`` when none failed."""
-    columns = [*keys, "model", "n", "params", *(s for s, _ in stats(rows)), "gap_closed", "vs_alone", "ppl_vs_alone",
-               "failed"]
+    columns = [
+        *keys,
+        "model",
+        "n",
+        "params",
+        *(s for s, _ in stats(rows)),
+        "gap_closed",
+        "vs_alone",
+        "ppl_vs_alone",
+        "failed",
+    ]
     cells = [[cell(r, c, pm) for c in columns] for r in rows]
-    keep = [i for i, c in enumerate(columns) if c in (*keys, "model", "n", "params", "gap_closed")
-            or any(line[i] not in ("-", "0") for line in cells)]
+    keep = [
+        i
+        for i, c in enumerate(columns)
+        if c in (*keys, "model", "n", "params", "gap_closed") or any(line[i] not in ("-", "0") for line in cells)
+    ]
     return [TITLES.get(columns[i], columns[i]) for i in keep], [[line[i] for i in keep] for line in cells]
 
 
@@ -273,8 +324,18 @@ def latex(rows: list[dict[str, Any]], keys: list[str]) -> str:
     header, cells = table(rows, keys, "\0")  # a placeholder no cell holds: escaped first, then the macro
     line = lambda items: " & ".join(x.translate(TEX_ESCAPES).replace("\0", r"$\pm$") for x in items) + r" \\"
     align = "l" * (len(keys) + 1) + "r" * (len(header) - len(keys) - 1)
-    return "\n".join([rf"\begin{{tabular}}{{{align}}}", r"\toprule", line(header), r"\midrule",
-                      *(line(c) for c in cells), r"\bottomrule", r"\end{tabular}", ""])
+    return "\n".join(
+        [
+            rf"\begin{{tabular}}{{{align}}}",
+            r"\toprule",
+            line(header),
+            r"\midrule",
+            *(line(c) for c in cells),
+            r"\bottomrule",
+            r"\end{tabular}",
+            "",
+        ]
+    )
 
 
 def plot(rows: list[dict[str, Any]], keys: list[str], x: str, xlabel: str, path: Path, log_x: bool) -> bool:
@@ -282,6 +343,7 @@ def plot(rows: list[dict[str, Any]], keys: list[str], x: str, xlabel: str, path:
     its shape the model, its colour the group, named in the legend (models of equal size and
     accuracy overlap, which labels beside the points would make unreadable). False: no row has x."""
     import matplotlib
+
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
@@ -293,10 +355,16 @@ def plot(rows: list[dict[str, Any]], keys: list[str], x: str, xlabel: str, path:
     for row in points:
         group = tuple(row[k] for k in keys)
         name = row["model"] + "".join(f", {k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, group))
-        ax.errorbar(row[x], row["acc_mean"], yerr=row.get("acc_std") or 0,
-                    xerr=(row.get(x[:-5] + "_std") or 0) if x.endswith("_mean") else 0,
-                    fmt={"student": "s", "pruned": "v", "baseline": "^"}.get(row["model"], "o"),
-                    color=f"C{groups.index(group) % 10}", capsize=3, label=name)
+        ax.errorbar(
+            row[x],
+            row["acc_mean"],
+            yerr=row.get("acc_std") or 0,
+            xerr=(row.get(x[:-5] + "_std") or 0) if x.endswith("_mean") else 0,
+            fmt={"student": "s", "pruned": "v", "baseline": "^"}.get(row["model"], "o"),
+            color=f"C{groups.index(group) % 10}",
+            capsize=3,
+            label=name,
+        )
     ax.set(xscale="log" if log_x else "linear", xlabel=xlabel, ylabel="test accuracy (mean ± std over seeds)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -310,6 +378,7 @@ def plot_against(rows: list[dict[str, Any]], keys: list[str], x: str, path: Path
     """Each model's test accuracy (± std) against the grouping key ``x``, one line per model
     (and per value of the other keys); log x when every value is positive."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -334,12 +403,21 @@ def plot_against(rows: list[dict[str, Any]], keys: list[str], x: str, path: Path
     plt.close(fig)
 
 
-def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job], out: Path,
-                  x: str | None = None) -> list[Path]:
+def write_outputs(
+    rows: list[dict[str, Any]], keys: list[str], failed: list[Job], out: Path, x: str | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    columns = [*keys, "model", "n", "failed", "params",
-               *(f"{stat}_{part}" for stat, _ in stats(rows) for part in ("mean", "std")), "gap_closed", "vs_alone",
-               "ppl_vs_alone"]
+    columns = [
+        *keys,
+        "model",
+        "n",
+        "failed",
+        "params",
+        *(f"{stat}_{part}" for stat, _ in stats(rows) for part in ("mean", "std")),
+        "gap_closed",
+        "vs_alone",
+        "ppl_vs_alone",
+    ]
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -363,11 +441,16 @@ def write_outputs(rows: list[dict[str, Any]], keys: list[str], failed: list[Job]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("multirun_dir", type=Path, help="a Hydra multirun folder (or a folder of several)")
-    parser.add_argument("--group-by", nargs="+", metavar="KEY",
-                        help="dotted config keys (default: the keys the sweep varied, seed excepted)")
+    parser.add_argument(
+        "--group-by",
+        nargs="+",
+        metavar="KEY",
+        help="dotted config keys (default: the keys the sweep varied, seed excepted)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: MULTIRUN_DIR/summary)")
     parser.add_argument("--x", metavar="KEY", help="also plot accuracy against this grouping key")
     args = parser.parse_args(argv)
@@ -380,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         keys = args.group_by if args.group_by is not None else default_group_keys([j.overrides for j in jobs])
         check_keys(jobs, keys)
         if args.x is not None and args.x not in keys:
-            raise SummaryError(f"--x {args.x}: not among the grouping keys ({', '.join(keys) or 'none'}); "
-                               "add it with --group-by")
+            raise SummaryError(
+                f"--x {args.x}: not among the grouping keys ({', '.join(keys) or 'none'}); add it with --group-by"
+            )
     except SummaryError as err:
         print(f"summarize.py: error: {err}", file=sys.stderr)
         return 2

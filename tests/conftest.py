@@ -72,13 +72,17 @@ class CLIResult:
         return json.loads((self.run_dir / "metrics.json").read_text())
 
 
-def kill_on(cmd: list[str], env: dict[str, str], cwd: Path, path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def kill_on(
+    cmd: list[str], env: dict[str, str], cwd: Path, path: Path, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` and SIGKILL it once ``path`` exists (fails if it ends before that)."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd) as proc:
         deadline = time.monotonic() + timeout
         while not path.exists():
             if proc.poll() is not None:
-                raise AssertionError(f"ended (exit {proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}")
+                raise AssertionError(
+                    f"ended (exit {proc.returncode}) before {path} appeared:\n{proc.stdout.read()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 proc.kill()
                 raise AssertionError(f"{path} did not appear within {timeout} s")
@@ -93,17 +97,29 @@ def cli(tmp_path):
     """Run ``distillab`` in a subprocess with its outputs and teacher store under tmp_path."""
     counter = {"n": 0}
 
-    def run(*args: str, tiny: bool | list[str] = True, teachers_dir: Path | None = None, multirun: bool = False,
-            kill_when: str | None = None) -> CLIResult:
+    def run(
+        *args: str,
+        tiny: bool | list[str] = True,
+        teachers_dir: Path | None = None,
+        multirun: bool = False,
+        kill_when: str | None = None,
+    ) -> CLIResult:
         """``kill_when``: a path under the run's folder; the process is killed (SIGKILL, as by a
         pre-emption) as soon as it exists."""
         counter["n"] += 1
         run_dir = tmp_path / f"run{counter['n']}"
         dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         # The tiny sizes come first so that a test's own overrides win (Hydra keeps the last).
-        cmd = [sys.executable, "-m", "distillab.cli.train", *(["-m"] if multirun else []),
-               *(TINY_OVERRIDES if tiny is True else tiny or []), *args,
-               f"{dir_key}={run_dir}", f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "distillab.cli.train",
+            *(["-m"] if multirun else []),
+            *(TINY_OVERRIDES if tiny is True else tiny or []),
+            *args,
+            f"{dir_key}={run_dir}",
+            f"paths.teachers_dir={teachers_dir or tmp_path / 'teachers'}",
+        ]
         env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}
         if kill_when is None:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)

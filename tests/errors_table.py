@@ -63,6 +63,7 @@ class Row:
 
 # Markdown: one table, its cells split on unescaped pipes; overrides and messages are code spans.
 
+
 def split_cells(line: str) -> list[str]:
     return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
@@ -108,6 +109,7 @@ def write_messages(messages: dict[int, str], path: Path = DOC) -> None:
 
 # Files the rows name by placeholder.
 
+
 def make_files(folder: Path) -> dict[str, Path]:
     """Write the files of FILES into ``folder``; return placeholder -> path."""
     import torch
@@ -127,8 +129,9 @@ def make_files(folder: Path) -> dict[str, Path]:
     files["<ckpt_3_classes>"] = files["<ckpt_3_classes>"].with_suffix(".pt")
     torch.save(teacher.state_dict(), files["<ckpt_3_classes>"])
     files["<lightning_ckpt_3_classes>"] = files["<lightning_ckpt_3_classes>"].with_suffix(".ckpt")
-    torch.save({"state_dict": {f"model.{k}": v for k, v in teacher.state_dict().items()}},
-               files["<lightning_ckpt_3_classes>"])
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in teacher.state_dict().items()}}, files["<lightning_ckpt_3_classes>"]
+    )
     files["<student_weights>"] = files["<student_weights>"].with_suffix(".pt")
     torch.save(student.state_dict(), files["<student_weights>"])
     files["<truncated_weights>"] = files["<truncated_weights>"].with_suffix(".pt")
@@ -137,6 +140,7 @@ def make_files(folder: Path) -> dict[str, Path]:
 
 
 # Running a row.
+
 
 class ReachedTraining(AssertionError):
     """The run got past its checks to a Lightning fit/validate/test: no config error was raised."""
@@ -183,8 +187,13 @@ def error_of(overrides: list[str], tmp: Path, files: dict[str, Path]) -> str:
 
     subs = substitutions(tmp, files)
     resolved = [PLACEHOLDER.sub(lambda m: subs.get(m[0], m[0]), o) for o in overrides]
-    paths = [f"paths.root_dir={CONFIG_DIR.parent}", f"paths.log_dir={tmp / 'logs'}", f"paths.output_dir={tmp / 'run'}",
-             f"paths.teachers_dir={tmp / 'teachers'}", f"paths.data_root={SHARED_DATA}"]
+    paths = [
+        f"paths.root_dir={CONFIG_DIR.parent}",
+        f"paths.log_dir={tmp / 'logs'}",
+        f"paths.output_dir={tmp / 'run'}",
+        f"paths.teachers_dir={tmp / 'teachers'}",
+        f"paths.data_root={SHARED_DATA}",
+    ]
     given = {o.split("=", 1)[0] for o in resolved}  # a row about a path keeps its own
     paths = [p for p in paths if p.split("=", 1)[0] not in given]
     try:

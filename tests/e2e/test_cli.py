@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import SHARED_DATA, cached_outputs, stored_teachers
 from errors_table import FILES, PLACEHOLDER, error_of, make_files, read_rows
 
@@ -14,10 +15,15 @@ METRICS = {"acc", "f1", "precision", "recall"}
 def strip_timings(metrics: dict) -> dict:
     """Everything but wall-clock figures (stage seconds, training throughput, latencies, speed-ups), which
     no seed fixes, and how much of the teacher cache this run computed (a later run reuses it)."""
-    kept = {k: v for k, v in metrics.items()
-            if k not in ("seconds", "throughput", "git_commit", "compression", "teacher_cache")}
-    kept["compression"] = {name: {k: v for k, v in row.items() if not k.startswith(("latency", "speedup"))}
-                           for name, row in metrics.get("compression", {}).items()}
+    kept = {
+        k: v
+        for k, v in metrics.items()
+        if k not in ("seconds", "throughput", "git_commit", "compression", "teacher_cache")
+    }
+    kept["compression"] = {
+        name: {k: v for k, v in row.items() if not k.startswith(("latency", "speedup"))}
+        for name, row in metrics.get("compression", {}).items()
+    }
     return kept
 
 
@@ -69,8 +75,7 @@ def test_same_seed_same_metrics_and_damaged_store_entry_is_retrained(cli, tmp_pa
 
 
 def test_multirun_trains_the_teacher_once(cli, tmp_path):
-    result = cli("experiment=digits_kd", "loss.temperature=1,4", "loss.alpha=0.5,0.9", "baseline=false",
-                 multirun=True)
+    result = cli("experiment=digits_kd", "loss.temperature=1,4", "loss.alpha=0.5,0.9", "baseline=false", multirun=True)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(result.run_dir.glob("*/metrics.json"))
     assert len(runs) == 4
@@ -88,8 +93,9 @@ def test_stage_teacher_then_distill_from_its_checkpoint_then_baseline(cli, tmp_p
     assert teacher.returncode == 0, teacher.stderr[-3000:]
     assert set(teacher.metrics) >= {"teacher"} and "student" not in teacher.metrics
     ckpt = teacher.run_dir / "checkpoints" / "teacher" / "best.ckpt"
-    distill = cli("experiment=digits_kd", "stage=distill", f"teacher.ckpt_path={ckpt}",
-                  teachers_dir=tmp_path / "empty_store")
+    distill = cli(
+        "experiment=digits_kd", "stage=distill", f"teacher.ckpt_path={ckpt}", teachers_dir=tmp_path / "empty_store"
+    )
     assert distill.returncode == 0, distill.stderr[-3000:]
     m = distill.metrics
     assert m["teacher"]["source"] == "checkpoint" and "student" in m and "baseline" not in m
@@ -145,5 +151,6 @@ def test_bad_input_is_a_config_error_before_training(tmp_path, error_files, row)
         pytest.skip(f"no {', '.join(missing)} in {SHARED_DATA}")
     # error_of fails (ReachedTraining) if the run gets as far as a Lightning fit/validate/test.
     assert error_of(row.overrides, tmp_path, error_files) == row.message, (
-        f"docs/errors.md row {row.number}: if the new message is right, run tests/errors_table.py --update")
+        f"docs/errors.md row {row.number}: if the new message is right, run tests/errors_table.py --update"
+    )
     assert not list(tmp_path.rglob("weights.pt")), "nothing may be trained or stored before the config is checked"

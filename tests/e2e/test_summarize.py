@@ -28,13 +28,25 @@ summarize = load_script()
 
 def fake_metrics(errors: dict[str, int], n_test: int = 10_000, agreement: float = 0.99) -> dict:
     """metrics.json of one job whose models make ``errors[role]`` mistakes on ``n_test`` samples."""
-    entry = lambda role: {"params": 1000 if role == "teacher" else 100,
-                          "test": {"acc": 1 - errors[role] / n_test, "f1": 0.5,
-                                   **({"agreement": agreement} if role == "student" else {})}}
+    entry = lambda role: {
+        "params": 1000 if role == "teacher" else 100,
+        "test": {
+            "acc": 1 - errors[role] / n_test,
+            "f1": 0.5,
+            **({"agreement": agreement} if role == "student" else {}),
+        },
+    }
     teacher = {"role": "teacher", **entry("teacher")}
-    return {"stage": "all", "seed": 0, "teachers": [teacher], "teacher": teacher,
-            "student": entry("student"), "baseline": entry("baseline"), "data": {"test": n_test},
-            "compression": {"student": {"latency_ms_b64": 2.0}, "teacher": {"latency_ms_b64": 20.0}}}
+    return {
+        "stage": "all",
+        "seed": 0,
+        "teachers": [teacher],
+        "teacher": teacher,
+        "student": entry("student"),
+        "baseline": entry("baseline"),
+        "data": {"test": n_test},
+        "compression": {"student": {"latency_ms_b64": 2.0}, "teacher": {"latency_ms_b64": 20.0}},
+    }
 
 
 def test_mean_std_and_gap_closed_by_hand():
@@ -47,8 +59,10 @@ def test_mean_std_and_gap_closed_by_hand():
     assert summarize.gap_closed(err_teacher=None, err_student=74, err_baseline=146) is None
 
     # Three seeds; the group means are 67 / 74 / 146 errors out of 10,000.
-    jobs = [fake_metrics({"teacher": t, "student": s, "baseline": b})
-            for t, s, b in [(67, 74, 140), (70, 72, 146), (64, 76, 152)]]
+    jobs = [
+        fake_metrics({"teacher": t, "student": s, "baseline": b})
+        for t, s, b in [(67, 74, 140), (70, 72, 146), (64, 76, 152)]
+    ]
     rows = {row["model"]: row for row in summarize.summarize_group(jobs)}
     assert list(rows) == ["teacher", "student", "baseline"]
     teacher, student, baseline = rows["teacher"], rows["student"], rows["baseline"]
@@ -78,15 +92,18 @@ def test_grouping_defaults_to_the_swept_keys_but_not_the_seed():
     overrides = [{"seed": s, "loss.temperature": t, "experiment": "digits_kd"} for s in "12" for t in "24"]
     assert summarize.default_group_keys(overrides) == ["loss.temperature"]
     assert summarize.parse_overrides(["+a.b=1", "++c=x=y", "seed=2"]) == {"a.b": "1", "c": "x=y", "seed": "2"}
-    jobs = [summarize.Job(Path(str(i)), o, {"loss": {"temperature": float(o["loss.temperature"])}, "seed": 1}, {})
-            for i, o in enumerate(overrides)]
+    jobs = [
+        summarize.Job(Path(str(i)), o, {"loss": {"temperature": float(o["loss.temperature"])}, "seed": 1}, {})
+        for i, o in enumerate(overrides)
+    ]
     groups = summarize.group_jobs(jobs, ["loss.temperature", "experiment"])
     assert list(groups) == [(2.0, "digits_kd"), (4.0, "digits_kd")]  # a config group's value: the command line's
     assert [len(g) for g in groups.values()] == [2, 2]
     with pytest.raises(summarize.SummaryError, match="loss.temprature.*top-level keys: loss, seed"):
         summarize.check_keys(jobs, ["loss.temprature"])
-    tex = summarize.latex([{"a_b": "x&y", "model": "student", "n": 2, "params": 100.0,
-                            "acc_mean": 0.5, "acc_std": 0.25}], ["a_b"])
+    tex = summarize.latex(
+        [{"a_b": "x&y", "model": "student", "n": 2, "params": 100.0, "acc_mean": 0.5, "acc_std": 0.25}], ["a_b"]
+    )
     assert r"a\_b & model" in tex and r"x\&y & student & 2 & 100 & 0.5000 $\pm$ 0.2500" in tex
     assert tex.startswith(r"\begin{tabular}") and r"\toprule" in tex and r"\bottomrule" in tex
 
@@ -136,8 +153,9 @@ def test_a_real_sweep_is_summarised_and_a_failed_job_reported(cli, tmp_path):
     assert [r["loss.temperature"] for r in students] == ["2", "4"]
     temperature = lambda job: yaml.safe_load((job / "config.yaml").read_text())["loss"]["temperature"]
     for row in students:
-        metrics = [json.loads((j / "metrics.json").read_text()) for j in jobs
-                   if temperature(j) == int(row["loss.temperature"])]
+        metrics = [
+            json.loads((j / "metrics.json").read_text()) for j in jobs if temperature(j) == int(row["loss.temperature"])
+        ]
         accs = [m["student"]["test"]["acc"] for m in metrics]
         assert row["n"] == "2" and float(row["acc_mean"]) == pytest.approx(sum(accs) / 2)
         if all("data" in m for m in metrics):  # split sizes: error counts

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import stored_teachers
 
 pytestmark = pytest.mark.e2e
@@ -55,8 +56,9 @@ def test_optuna_search_reports_the_best_trial_and_trains_the_teacher_once(cli, t
 
 
 def test_parallel_jobs_train_their_shared_teacher_once(cli, tmp_path):
-    result = cli("hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "loss.alpha=0.5,0.9", *QUICK,
-                 multirun=True)
+    result = cli(
+        "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", "loss.alpha=0.5,0.9", *QUICK, multirun=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(result.run_dir)
     assert len(jobs) == 2
@@ -87,25 +89,47 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
 
 
 def sbatch_options(script: Path) -> dict[str, str]:
-    lines = [line[len("#SBATCH --"):] for line in script.read_text().splitlines() if line.startswith("#SBATCH --")]
+    lines = [line[len("#SBATCH --") :] for line in script.read_text().splitlines() if line.startswith("#SBATCH --")]
     return dict(line.split("=", 1) if "=" in line else (line, "") for line in lines)
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    # One GPU, one task: trainer=default (devices 1).
-    ([], {"nodes": "1", "ntasks-per-node": "1", "gpus-per-node": "1"}),
-    # DDP on 4 GPUs on each of 2 nodes: one task per GPU, as Lightning needs under SLURM.
-    (["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
-     {"nodes": "2", "ntasks-per-node": "4", "gpus-per-node": "4"}),
-], ids=["one_gpu", "ddp_2x4"])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        # One GPU, one task: trainer=default (devices 1).
+        ([], {"nodes": "1", "ntasks-per-node": "1", "gpus-per-node": "1"}),
+        # DDP on 4 GPUs on each of 2 nodes: one task per GPU, as Lightning needs under SLURM.
+        (
+            ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
+            {"nodes": "2", "ntasks-per-node": "4", "gpus-per-node": "4"},
+        ),
+    ],
+    ids=["one_gpu", "ddp_2x4"],
+)
 def test_slurm_launcher_writes_one_sbatch_array(cli, fake_slurm, overrides, expected):
-    result = cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90",
-                 *overrides, "seed=1,2", tiny=False, multirun=True)
+    result = cli(
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.timeout_min=90",
+        *overrides,
+        "seed=1,2",
+        tiny=False,
+        multirun=True,
+    )
     assert fake_slurm.is_file(), result.stdout[-2000:] + result.stderr[-3000:]
     assert result.returncode != 0 and "not submitted (test)" in result.stderr
     options = sbatch_options(fake_slurm)
-    assert options == {**options, **expected, "partition": "gpu", "time": "90", "cpus-per-task": "4",
-                       "mem": "32GB", "job-name": "distillab", "array": "0-1%2", "signal": "USR2@120"}
+    assert options == {
+        **options,
+        **expected,
+        "partition": "gpu",
+        "time": "90",
+        "cpus-per-task": "4",
+        "mem": "32GB",
+        "job-name": "distillab",
+        "array": "0-1%2",
+        "signal": "USR2@120",
+    }
     text = fake_slurm.read_text()
     submitit = result.run_dir / ".submitit"
     # srun starts the tasks (the DDP ranks), each running the pickled job of its array index.

@@ -13,8 +13,13 @@ from distillab.teachers import FrozenTeacher
 
 
 def trainer(**kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                    enable_checkpointing=False)
+    defaults = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     return L.Trainer(**{**defaults, **kwargs})
 
 
@@ -26,8 +31,9 @@ def test_classifier_fast_dev_run(digits, tiny_vit):
 
 
 def test_distiller_fast_dev_run_logs_loss_parts_and_agreement(digits, tiny_vit):
-    module = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(4.0, 0.5),
-                                digits.num_classes)
+    module = DistillationModule(
+        tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(4.0, 0.5), digits.num_classes
+    )
     t = trainer(fast_dev_run=True)
     t.fit(module, datamodule=digits)
     assert {"train/loss", "train/loss/kd", "train/loss/ce", "val/acc", "val/agreement"} <= set(t.logged_metrics)
@@ -40,8 +46,9 @@ def test_distillation_leaves_the_teacher_unchanged_and_in_eval_mode(digits, tiny
     before = copy.deepcopy(teacher_model.state_dict())
     student = tiny_vit(hidden_size=16)
     student_before = copy.deepcopy(student.state_dict())
-    module = DistillationModule(student, FrozenTeacher(teacher_model), HintonKD(4.0, 0.9), digits.num_classes,
-                                OptimizerConfig(lr=1e-2))
+    module = DistillationModule(
+        student, FrozenTeacher(teacher_model), HintonKD(4.0, 0.9), digits.num_classes, OptimizerConfig(lr=1e-2)
+    )
     trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=1).fit(module, datamodule=digits)
     assert not module.teachers.training and not teacher_model.training
     assert all(not p.requires_grad for p in teacher_model.parameters())
@@ -53,8 +60,9 @@ def test_distillation_leaves_the_teacher_unchanged_and_in_eval_mode(digits, tiny
 
 def test_checkpoint_holds_the_student_not_the_teacher(digits, tiny_vit, tmp_path):
     module = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), HintonKD(), digits.num_classes)
-    t = trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, enable_checkpointing=True,
-                default_root_dir=tmp_path)
+    t = trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=1, enable_checkpointing=True, default_root_dir=tmp_path
+    )
     t.fit(module, datamodule=digits)
     t.save_checkpoint(tmp_path / "x.ckpt")
     state = torch.load(tmp_path / "x.ckpt", weights_only=False)["state_dict"]
@@ -75,10 +83,12 @@ def test_resuming_against_another_teacher_is_refused(digits, tiny_vit, tmp_path)
     assert "teachers_sha256" in torch.load(tmp_path / "x.ckpt", weights_only=True)  # referenced, not saved
 
     def resume(teacher_model) -> None:
-        again = DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(teacher_model), HintonKD(),
-                                   digits.num_classes)
+        again = DistillationModule(
+            tiny_vit(hidden_size=16), FrozenTeacher(teacher_model), HintonKD(), digits.num_classes
+        )
         trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path).fit(
-            again, datamodule=digits, ckpt_path=tmp_path / "x.ckpt")
+            again, datamodule=digits, ckpt_path=tmp_path / "x.ckpt"
+        )
 
     resume(copy.deepcopy(teacher))  # the same teacher weights: resumes
     with pytest.raises(TeacherMismatchError, match="other teacher weights"):
@@ -89,7 +99,9 @@ def test_projections_are_trained_and_saved_with_the_student(digits, tiny_vit, tm
     from distillab.losses import CompositeLoss, CrossEntropy, HiddenStateLoss
 
     student, teacher = tiny_vit(hidden_size=16), tiny_vit(num_layers=2)
-    loss = CompositeLoss({"ce": CrossEntropy(), "hidden": HiddenStateLoss("mse", "uniform")}, {"ce": 1.0, "hidden": 1.0})
+    loss = CompositeLoss(
+        {"ce": CrossEntropy(), "hidden": HiddenStateLoss("mse", "uniform")}, {"ce": 1.0, "hidden": 1.0}
+    )
     loss.setup(student.shape, [teacher.shape])
     before = loss.terms["hidden"].projections[0].weight.detach().clone()
     module = DistillationModule(student, FrozenTeacher(teacher), loss, digits.num_classes)

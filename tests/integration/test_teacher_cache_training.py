@@ -28,20 +28,40 @@ class RecordSteps(L.Callback):
 
     def on_train_end(self, trainer, module):
         if self.out is not None:
-            torch.save({"indices": torch.cat(self.indices), "logits": torch.cat(self.logits),
-                        "built": len(module.cache.built)}, self.out / f"rank{trainer.global_rank}.pt")
+            torch.save(
+                {
+                    "indices": torch.cat(self.indices),
+                    "logits": torch.cat(self.logits),
+                    "built": len(module.cache.built),
+                },
+                self.out / f"rank{trainer.global_rank}.pt",
+            )
 
 
 def trainer(**kwargs) -> L.Trainer:
-    defaults = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                    enable_checkpointing=False, deterministic=True, num_sanity_val_steps=0)
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+    )
     return L.Trainer(**{**defaults, **kwargs})
 
 
 def fit(digits, student, teacher, loss, cache: TeacherOutputCache, epochs: int = 2) -> RecordSteps:
     L.seed_everything(0, verbose=False)
-    module = DistillationModule(copy.deepcopy(student), FrozenTeacher(teacher), copy.deepcopy(loss),
-                                digits.num_classes, OptimizerConfig(lr=3e-3), cache)
+    module = DistillationModule(
+        copy.deepcopy(student),
+        FrozenTeacher(teacher),
+        copy.deepcopy(loss),
+        digits.num_classes,
+        OptimizerConfig(lr=3e-3),
+        cache,
+    )
     record = RecordSteps()
     trainer(max_epochs=epochs, callbacks=[record]).fit(module, datamodule=digits)
     return record
@@ -49,9 +69,12 @@ def fit(digits, student, teacher, loss, cache: TeacherOutputCache, epochs: int =
 
 def test_cached_and_live_teachers_give_the_same_loss_at_every_step(digits, tiny_vit):
     teacher, student = tiny_vit(), tiny_vit(hidden_size=16, num_layers=1)
-    for loss in (HintonKD(4.0, 0.7),
-                 CompositeLoss({"ce": CrossEntropy(), "hidden": HiddenStateLoss("cosine", "uniform")},
-                               {"ce": 1.0, "hidden": 1.0})):
+    for loss in (
+        HintonKD(4.0, 0.7),
+        CompositeLoss(
+            {"ce": CrossEntropy(), "hidden": HiddenStateLoss("cosine", "uniform")}, {"ce": 1.0, "hidden": 1.0}
+        ),
+    ):
         if isinstance(loss, CompositeLoss) and len(loss.needs):
             loss.setup(student.shape, [teacher.shape])
         live = fit(digits, student, teacher, loss, TeacherOutputCache("off"))
@@ -65,10 +88,17 @@ def test_cached_and_live_teachers_give_the_same_loss_at_every_step(digits, tiny_
 
 def test_two_process_ddp_looks_up_the_same_outputs_as_one_process(digits, tiny_vit, tmp_path):
     teacher, student = tiny_vit(), tiny_vit(hidden_size=16, num_layers=1)
-    module = DistillationModule(student, FrozenTeacher(teacher), HintonKD(4.0, 0.7), digits.num_classes,
-                                OptimizerConfig(), TeacherOutputCache("disk", tmp_path / "store"))
+    module = DistillationModule(
+        student,
+        FrozenTeacher(teacher),
+        HintonKD(4.0, 0.7),
+        digits.num_classes,
+        OptimizerConfig(),
+        TeacherOutputCache("disk", tmp_path / "store"),
+    )
     trainer(max_epochs=1, devices=2, strategy="ddp_spawn", callbacks=[RecordSteps(tmp_path)]).fit(
-        module, datamodule=digits)
+        module, datamodule=digits
+    )
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     indices = torch.cat([r["indices"] for r in ranks])
     assert set(indices.tolist()) == set(range(len(digits.splits["train"])))  # the sampler pads with repeats

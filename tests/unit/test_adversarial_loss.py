@@ -15,8 +15,11 @@ PGD = Attack("pgd", eps=0.1, steps=2, step_size=0.05)
 
 
 def ard(alpha: float, temperature: float) -> AdversarialLoss:
-    return AdversarialLoss({"ce": CrossEntropy(), "kd_adv": OnPerturbed(SoftTargetKL(temperature))},
-                           {"ce": alpha, "kd_adv": 1 - alpha}, PGD)
+    return AdversarialLoss(
+        {"ce": CrossEntropy(), "kd_adv": OnPerturbed(SoftTargetKL(temperature))},
+        {"ce": alpha, "kd_adv": 1 - alpha},
+        PGD,
+    )
 
 
 def test_ard_by_hand():
@@ -43,8 +46,9 @@ def test_adversarial_loss_needs_an_attack_and_a_perturbed_term():
 
 def test_adversarial_training_steps_log_the_perturbed_terms(digits, tiny_vit):
     def fit(module: L.LightningModule) -> dict:
-        trainer = L.Trainer(accelerator="cpu", fast_dev_run=True, logger=False, enable_progress_bar=False,
-                            enable_model_summary=False)
+        trainer = L.Trainer(
+            accelerator="cpu", fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False
+        )
         trainer.fit(module, datamodule=digits)
         return trainer.logged_metrics
 
@@ -52,6 +56,7 @@ def test_adversarial_training_steps_log_the_perturbed_terms(digits, tiny_vit):
     madry = fit(ClassifierModule(student, digits.num_classes, attack=PGD, adversarial_weight=0.5))
     assert {"train/loss/ce", "train/loss/ce_adv"} <= set(madry)
     assert madry["train/loss/ce_adv"] > madry["train/loss/ce"], "the attack raises the loss it attacks"
-    logged = fit(DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), ard(0.1, 4.0),
-                                    digits.num_classes))
+    logged = fit(
+        DistillationModule(tiny_vit(hidden_size=16), FrozenTeacher(tiny_vit()), ard(0.1, 4.0), digits.num_classes)
+    )
     assert {"train/loss/ce", "train/loss/kd_adv"} <= set(logged)

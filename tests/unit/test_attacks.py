@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from conftest import config_error_key
 from omegaconf import OmegaConf
 from torch import nn
 
+from conftest import config_error_key
 from distillab.core.config import build
 from distillab.data import DigitsDataModule
 from distillab.losses.kd import cross_entropy
@@ -49,8 +49,16 @@ def trained():
 
 def tiny_bert(dropout=0.0):
     torch.manual_seed(0)
-    return build_bert(num_labels=3, vocab_size=50, max_length=12, hidden_size=16, num_layers=1, num_heads=2,
-                      intermediate_size=32, dropout=dropout)
+    return build_bert(
+        num_labels=3,
+        vocab_size=50,
+        max_length=12,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=32,
+        dropout=dropout,
+    )
 
 
 def token_batch():
@@ -69,7 +77,9 @@ def test_image_attacks_stay_in_the_eps_ball_and_the_valid_range(digits, tiny_vit
     x = batch["inputs"][:32]
     model = tiny_vit().eval()
     attack = Attack(name, EPS, steps=3)
-    x_adv = attack.run(ce_on(model, batch["labels"][:32]), x, lo=0.0, hi=1.0, generator=torch.Generator().manual_seed(0))
+    x_adv = attack.run(
+        ce_on(model, batch["labels"][:32]), x, lo=0.0, hi=1.0, generator=torch.Generator().manual_seed(0)
+    )
     assert x_adv.shape == x.shape and not x_adv.requires_grad
     assert (x_adv - x).abs().max() <= EPS + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
@@ -80,8 +90,15 @@ def test_embedding_delta_is_eps_bounded_zero_on_padding_and_changes_the_output()
     model = tiny_bert().eval()
     batch = token_batch()
     inputs, labels = batch["inputs"], batch["labels"]
-    delta = embedding_attack(model, inputs, lambda out: cross_entropy(out.logits, labels), eps=0.05, step_size=0.02,
-                             steps=3, generator=torch.Generator().manual_seed(0))
+    delta = embedding_attack(
+        model,
+        inputs,
+        lambda out: cross_entropy(out.logits, labels),
+        eps=0.05,
+        step_size=0.02,
+        steps=3,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert delta.shape == (4, 12, 16)
     assert delta.abs().max() <= 0.05 + 1e-6
     pad = inputs["attention_mask"] == 0
@@ -120,8 +137,9 @@ def test_fgsm_by_hand_on_a_linear_model():
     x_adv = fgsm(lambda z: cross_entropy(linear(z), torch.tensor([0])), x, eps=0.25)
     # 0.5+.25, 0.95+.25 clipped to 1, 0.02-.25 clipped to 0, 0.5-.25, zero gradient: unchanged.
     assert torch.equal(x_adv, torch.tensor([[0.75, 1.0, 0.0, 0.25, 0.7]]))
-    assert torch.equal(pgd(lambda z: cross_entropy(linear(z), torch.tensor([0])), x, 0.25, 0.25, 1, random_start=False),
-                       x_adv)
+    assert torch.equal(
+        pgd(lambda z: cross_entropy(linear(z), torch.tensor([0])), x, 0.25, 0.25, 1, random_start=False), x_adv
+    )
 
 
 def test_pgd_with_one_unrandomised_step_of_eps_is_fgsm(trained):
@@ -184,7 +202,8 @@ def test_same_seed_same_pgd_result(trained):
     assert not torch.equal(run(0), run(1))
     attacks = [Attack("fgsm", EPS), Attack("pgd", 0.05, steps=2)]
     assert robust_accuracy(model, dm.test_dataloader(), attacks, seed=3) == robust_accuracy(
-        model, dm.test_dataloader(), attacks, seed=3)
+        model, dm.test_dataloader(), attacks, seed=3
+    )
 
 
 def test_attack_under_inference_mode_says_why_it_cannot_run(trained):
@@ -199,13 +218,16 @@ def test_attack_under_inference_mode_says_why_it_cannot_run(trained):
 # ---- config -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"eps": -0.1}, "eps"),
-    ({"steps": 0}, "steps"),
-    ({"step_size": 0.0}, "step_size"),
-    ({"name": "cw"}, "name"),
-    ({"random_start": "yes"}, "random_start"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"eps": -0.1}, "eps"),
+        ({"steps": 0}, "steps"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"name": "cw"}, "name"),
+        ({"random_start": "yes"}, "random_start"),
+    ],
+)
 def test_attack_config_is_validated(kwargs, key):
     assert config_error_key(lambda: Attack(**kwargs)) == key
     node = OmegaConf.create({"_target_": "distillab.robustness.Attack", **kwargs})
@@ -213,8 +235,9 @@ def test_attack_config_is_validated(kwargs, key):
 
 
 def test_attack_built_by_hydra_and_its_defaults():
-    attack = build(OmegaConf.create({"_target_": "distillab.robustness.Attack", "name": "pgd", "eps": 0.3, "steps": 5}),
-                   "attack")
+    attack = build(
+        OmegaConf.create({"_target_": "distillab.robustness.Attack", "name": "pgd", "eps": 0.3, "steps": 5}), "attack"
+    )
     assert attack == Attack("pgd", 0.3, step_size=2.5 * 0.3 / 5, steps=5) and attack.key == "pgd@0.3"
     assert Attack("fgsm", 0.1).key == "fgsm@0.1"
     with pytest.raises(ValueError, match="same key"):

@@ -18,8 +18,15 @@ def tokens(vocab: int, batch: int = 2, seq: int = 12) -> dict[str, torch.Tensor]
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])
 def test_next_token_logits_and_hidden_states(architecture):
-    model = build_causal_lm(vocab_size=97, context=16, architecture=architecture, hidden_size=32, num_layers=2,
-                            num_heads=4, **({"num_kv_heads": 2} if architecture == "llama" else {}))
+    model = build_causal_lm(
+        vocab_size=97,
+        context=16,
+        architecture=architecture,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        **({"num_kv_heads": 2} if architecture == "llama" else {}),
+    )
     out = model(tokens(97), hidden_states=True)
     assert out.logits.shape == (2, 12, 97)
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (2, 12, 32)
@@ -46,8 +53,9 @@ def test_causal_logits_do_not_see_the_future():
 
 
 def test_local_folder_gives_the_same_logits(tmp_path):
-    model = build_causal_lm(vocab_size=60, context=16, architecture="llama", hidden_size=32, num_layers=1,
-                            num_heads=2).eval()
+    model = build_causal_lm(
+        vocab_size=60, context=16, architecture="llama", hidden_size=32, num_layers=1, num_heads=2
+    ).eval()
     model.model.save_pretrained(tmp_path)
     again = build_causal_lm(vocab_size=60, context=16, pretrained=str(tmp_path)).eval()
     with torch.no_grad():

@@ -102,8 +102,12 @@ class _Loader:
 
 def test_example_inputs_from_dict_batches_cycle_a_small_split():
     ids = torch.arange(10).view(5, 2)
-    dm = _Loader([{"inputs": {"input_ids": ids[:3], "attention_mask": ids[:3] > 0}},
-                  {"inputs": {"input_ids": ids[3:], "attention_mask": ids[3:] > 0}}])
+    dm = _Loader(
+        [
+            {"inputs": {"input_ids": ids[:3], "attention_mask": ids[:3] > 0}},
+            {"inputs": {"input_ids": ids[3:], "attention_mask": ids[3:] > 0}},
+        ]
+    )
     out = example_inputs(dm, 8)
     assert set(out) == {"input_ids", "attention_mask"}
     assert out["input_ids"][:, 0].tolist() == [0, 2, 4, 6, 8, 0, 2, 4]
@@ -137,8 +141,17 @@ def test_accuracy_of_a_model_whose_logits_are_known(digits):
 def test_compression_row_and_markdown_table(digits):
     oracle = _HalfRightOracle(digits.splits["test"])
     row = compression_row("oracle", oracle, digits, reference_acc=1.0)
-    assert set(row) == {"name", "params", "nonzero_params", "dense_bytes", "compressed_bytes",
-                        "latency_ms_b1", "latency_ms_b64", "test_acc", "retention"}
+    assert set(row) == {
+        "name",
+        "params",
+        "nonzero_params",
+        "dense_bytes",
+        "compressed_bytes",
+        "latency_ms_b1",
+        "latency_ms_b64",
+        "test_acc",
+        "retention",
+    }
     assert row["params"] == 0 and row["retention"] == pytest.approx(row["test_acc"])
     other = {**row, "name": "int8 | pruned", "retention": None}
     table = compression_markdown([row, other])
@@ -152,8 +165,10 @@ def test_compression_row_and_markdown_table(digits):
 
 
 def test_speedups_are_the_reference_latency_over_each_rows():
-    rows = {"teacher": {"latency_ms_b1": 4.0, "latency_ms_b64": 30.0},
-            "student": {"latency_ms_b1": 1.0, "latency_ms_b64": 10.0}}
+    rows = {
+        "teacher": {"latency_ms_b1": 4.0, "latency_ms_b64": 30.0},
+        "student": {"latency_ms_b1": 1.0, "latency_ms_b64": 10.0},
+    }
     add_speedups(rows, "teacher")
     assert rows["teacher"]["speedup_b1"] == 1.0 and rows["student"]["speedup_b1"] == 4.0
     assert rows["student"]["speedup_b64"] == 3.0

@@ -6,8 +6,9 @@ import time
 
 import pytest
 import torch
-from conftest import SHARED_DATA, config_error_key
 
+from conftest import SHARED_DATA, config_error_key
+from distillab.core.entries import MANIFEST
 from distillab.data.language import bpe as bpe_module
 from distillab.data.language.bpe import (
     EOS_TOKEN,
@@ -17,7 +18,6 @@ from distillab.data.language.bpe import (
     train_bpe,
 )
 from distillab.data.language.corpus import pack_blocks, read_corpus_texts
-from distillab.core.entries import MANIFEST
 
 TEXTS = [
     "the cat sat on the mat",
@@ -41,8 +41,15 @@ def test_pack_blocks_edges():
     assert config_error_key(lambda: pack_blocks([[1]], block_size=0, eos_id=0)) == "block_size"
 
 
-@pytest.mark.parametrize("text", ["the cat sat on the mat.", "  Leading space, tabs\tand\nnewlines ",
-                                  "naïve café — 日本語 🙂 Ωmega", "zebra quokka xylophone"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the cat sat on the mat.",
+        "  Leading space, tabs\tand\nnewlines ",
+        "naïve café — 日本語 🙂 Ωmega",
+        "zebra quokka xylophone",
+    ],
+)
 def test_bpe_round_trip(tmp_path, text):
     tok = train_bpe(TEXTS, 300, tmp_path)
     assert tok.decode(tok.encode(text).ids) == text
@@ -100,7 +107,9 @@ SST2_TRAIN = SHARED_DATA / "sst2" / "train.tsv"
 AGNEWS_DEV = SHARED_DATA / "agnews" / "dev.tsv"
 
 
-@pytest.mark.skipif(not SST2_TRAIN.is_file(), reason=f"real data absent: {SST2_TRAIN} (../shared/data not beside the checkout)")
+@pytest.mark.skipif(
+    not SST2_TRAIN.is_file(), reason=f"real data absent: {SST2_TRAIN} (../shared/data not beside the checkout)"
+)
 def test_real_sst2_bpe_and_blocks(tmp_path):
     texts = read_corpus_texts(SST2_TRAIN, "sentence")[:2000]
     assert len(texts) == 2000
@@ -119,7 +128,9 @@ def test_real_sst2_bpe_and_blocks(tmp_path):
     assert blocks.flatten()[: len(ids[0]) + 1].tolist() == ids[0] + [eos]
 
 
-@pytest.mark.skipif(not AGNEWS_DEV.is_file(), reason=f"real data absent: {AGNEWS_DEV} (../shared/data not beside the checkout)")
+@pytest.mark.skipif(
+    not AGNEWS_DEV.is_file(), reason=f"real data absent: {AGNEWS_DEV} (../shared/data not beside the checkout)"
+)
 def test_real_agnews_column_without_header():
     texts = read_corpus_texts(AGNEWS_DEV, 0)
     assert len(texts) == 10_001 and not any(t in {"World", "Sports", "Business", "Sci/Tech"} for t in texts[:50])

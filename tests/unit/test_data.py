@@ -1,11 +1,10 @@
 """The digits DataModule: a fixed stratified split, dict batches, stable sample indices."""
 
+import pytest
 import torch
 
 from distillab.core.config import ConfigError
 from distillab.data import DigitsDataModule
-
-import pytest
 
 
 def test_split_sizes_disjoint_and_fixed(digits):

@@ -47,7 +47,9 @@ def trained_vit(data):
     """A tiny ViT after 8 epochs of plain AdamW (about 85% test accuracy): far from chance, so
     top-1 agreement means something (a random init predicts one class for most inputs)."""
     torch.manual_seed(0)
-    model = build_vit(**data.model_kwargs, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2)
+    model = build_vit(
+        **data.model_kwargs, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     for _ in range(8):
@@ -101,8 +103,16 @@ def test_int8_keeps_pruned_zeros_and_the_masks_of_the_original(tiny_vit):
 
 def test_int8_bert_runs_and_agrees_with_float_on_token_batches():
     torch.manual_seed(0)
-    model = build_bert(num_labels=3, vocab_size=50, max_length=16, hidden_size=32, num_layers=1, num_heads=2,
-                       intermediate_size=64, dropout=0.0).eval()
+    model = build_bert(
+        num_labels=3,
+        vocab_size=50,
+        max_length=16,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        dropout=0.0,
+    ).eval()
     q = quantize_int8(model)
     batch = _token_batches(50, 16, [32])[0]
     with torch.inference_mode():
@@ -140,16 +150,25 @@ def _token_batches(vocab: int, length: int, sizes: list[int], seed: int = 0) -> 
         ids = torch.randint(1, vocab, (size, length), generator=g)
         lengths = torch.randint(2, length + 1, (size,), generator=g)
         mask = (torch.arange(length)[None] < lengths[:, None]).long()
-        batches.append({"inputs": {"input_ids": ids * mask, "attention_mask": mask},
-                        "labels": torch.zeros(size, dtype=torch.long)})
+        batches.append(
+            {"inputs": {"input_ids": ids * mask, "attention_mask": mask}, "labels": torch.zeros(size, dtype=torch.long)}
+        )
     return batches
 
 
 @needs_onnx
 def test_onnx_bert_matches_pytorch_on_random_token_batches(tmp_path):
     torch.manual_seed(0)
-    model = build_bert(num_labels=3, vocab_size=50, max_length=16, hidden_size=32, num_layers=2, num_heads=2,
-                       intermediate_size=64, dropout=0.1)
+    model = build_bert(
+        num_labels=3,
+        vocab_size=50,
+        max_length=16,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        dropout=0.1,
+    )
     model.train()  # dropout on: the export must still be of the eval-mode graph
     batches = _token_batches(50, 16, [1, 64, 64, 7])
     path = export_onnx(model, batches[2]["inputs"], tmp_path / "bert.onnx")

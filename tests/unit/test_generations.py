@@ -4,17 +4,17 @@ import warnings
 
 import pytest
 import torch
-from conftest import SHARED_DATA, config_error_key
 
+from conftest import SHARED_DATA, config_error_key
 from distillab.core.config import ConfigError
 from distillab.data.language.bpe import EOS_TOKEN, build_bpe
 from distillab.data.language.corpus import read_corpus_texts
+from distillab.models import build_causal_lm
 from distillab.models.generation import (
     continue_sequences,
     format_generations,
     sample_generations,
 )
-from distillab.models import build_causal_lm
 
 AGNEWS_DEV = SHARED_DATA / "agnews" / "dev.tsv"
 VOCAB = 300
@@ -23,8 +23,15 @@ ARCHITECTURES = ["gpt2", "llama"]
 
 def tiny_lm(architecture: str = "gpt2", vocab: int = VOCAB, eos: int | None = 0):
     torch.manual_seed(0)
-    return build_causal_lm(vocab_size=vocab, context=32, architecture=architecture, hidden_size=32, num_layers=1,
-                           num_heads=2, eos_token_id=eos)
+    return build_causal_lm(
+        vocab_size=vocab,
+        context=32,
+        architecture=architecture,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        eos_token_id=eos,
+    )
 
 
 def prompts(batch: int = 3, length: int = 5) -> torch.Tensor:
@@ -139,8 +146,10 @@ def test_sample_generations_keep_the_callers_rng_and_repeat_for_a_seed(tokenizer
 
 
 def test_format_generations():
-    rows = [{"prompt": "Oil prices", "greedy": " rose\nagain", "sampled": " fell `sharply`"},
-            {"prompt": "Stocks", "greedy": " up", "sampled": " down"}]
+    rows = [
+        {"prompt": "Oil prices", "greedy": " rose\nagain", "sampled": " fell `sharply`"},
+        {"prompt": "Stocks", "greedy": " up", "sampled": " down"},
+    ]
     md = format_generations(rows, "Student samples")
     assert md.startswith("### Student samples\n")
     assert '- "Oil prices"' in md and '- "Stocks"' in md

@@ -18,11 +18,14 @@ from distillab.models import build_mlp
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MNIST = SHARED / "mnist"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
-                                 reason=f"MNIST's IDX files are not in {MNIST} (../shared/data of the repository)")
-needs_fashion = pytest.mark.skipif(not (FASHION / "t10k-labels-idx1-ubyte.gz").is_file(),
-                                   reason=f"Fashion-MNIST is not installed in {FASHION} "
-                                          "(apt-get install -y dataset-fashion-mnist)")
+needs_mnist = pytest.mark.skipif(
+    not (MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
+    reason=f"MNIST's IDX files are not in {MNIST} (../shared/data of the repository)",
+)
+needs_fashion = pytest.mark.skipif(
+    not (FASHION / "t10k-labels-idx1-ubyte.gz").is_file(),
+    reason=f"Fashion-MNIST is not installed in {FASHION} (apt-get install -y dataset-fashion-mnist)",
+)
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
@@ -43,12 +46,15 @@ def test_read_idx_by_hand_plain_and_gzipped(tmp_path):
     assert np.array_equal(read_idx(tmp_path / "b"), ints) and read_idx(tmp_path / "b").dtype == np.int32
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda b: b[:-5], "truncated"),
-    (lambda b: b + b"\0", "padded"),
-    (lambda b: b[:6], "header"),
-    (lambda b: b"\x89PNG" + b[4:], "not an IDX file"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda b: b[:-5], "truncated"),
+        (lambda b: b + b"\0", "padded"),
+        (lambda b: b[:6], "header"),
+        (lambda b: b"\x89PNG" + b[4:], "not an IDX file"),
+    ],
+)
 def test_damaged_idx_names_the_file_and_the_problem(tmp_path, damage, words):
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes(damage(idx_bytes(np.zeros((3, 2, 2), dtype=np.uint8))))

@@ -36,8 +36,8 @@ def test_copied_layers_are_the_teachers_tensors(tiny_vit, family):
     assert in_blocks, f"no encoder block keys under {block}"
     for key, value in s.items():
         if key.startswith(block):
-            i = int(key[len(block):].split(".")[0])
-            source = f"{block}{layers[i]}{key[len(block) + len(str(i)):]}"
+            i = int(key[len(block) :].split(".")[0])
+            source = f"{block}{layers[i]}{key[len(block) + len(str(i)) :]}"
         else:
             source = key
         assert torch.equal(value, t[source]), key

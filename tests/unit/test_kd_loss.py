@@ -4,13 +4,11 @@ import math
 
 import pytest
 import torch
+from hand import kl_by_hand, softmax_by_hand
 
 from distillab.core.config import ConfigError
 from distillab.losses import HintonKD, cross_entropy, soft_target_kl
 from distillab.models.output import ModelOutput
-from hand import kl_by_hand, softmax_by_hand
-
-
 
 
 def test_soft_target_kl_at_t1_matches_hand_value():

@@ -3,8 +3,8 @@
 import lightning as L
 import pytest
 import torch
-from conftest import SHARED_DATA
 
+from conftest import SHARED_DATA
 from distillab.data import TextClassificationDataModule
 from distillab.data.length_grouped import LengthGroupedSampler, length_grouped_order
 from distillab.data.tensor_datamodule import IndexedTensorDataset
@@ -53,13 +53,36 @@ def test_cache_built_at_full_length_serves_batches_cut_to_their_longest(tmp_path
     hidden states and attention maps at its real positions as a live teacher computes."""
     if not (SHARED_DATA / "sst2" / "train.tsv").is_file():
         pytest.skip(f"SST-2 is not in {SHARED_DATA} (the repository's ../shared/data)")
-    dm = TextClassificationDataModule(data_dir=str(SHARED_DATA / "sst2"), train_file="train.tsv", val_file="dev.tsv",
-                                      test_file="test.tsv", header=True, text_column="sentence", label_column="label",
-                                      max_train_samples=300, max_length=64, tokenizer_dir=str(tmp_path), batch_size=32)
+    dm = TextClassificationDataModule(
+        data_dir=str(SHARED_DATA / "sst2"),
+        train_file="train.tsv",
+        val_file="dev.tsv",
+        test_file="test.tsv",
+        header=True,
+        text_column="sentence",
+        label_column="label",
+        max_train_samples=300,
+        max_length=64,
+        tokenizer_dir=str(tmp_path),
+        batch_size=32,
+    )
     dm.setup()
     torch.manual_seed(0)
-    teachers = Teachers([FrozenTeacher(build_bert(**dm.model_kwargs, hidden_size=32, num_layers=2, num_heads=2,
-                                                  intermediate_size=64, dropout=0.0, attn_implementation="eager"))])
+    teachers = Teachers(
+        [
+            FrozenTeacher(
+                build_bert(
+                    **dm.model_kwargs,
+                    hidden_size=32,
+                    num_layers=2,
+                    num_heads=2,
+                    intermediate_size=64,
+                    dropout=0.0,
+                    attn_implementation="eager",
+                )
+            )
+        ]
+    )
     train = dm.splits["train"]
     cache = TeacherOutputCache("memory")
     cache.prepare(teachers, SplitRequest("train", train, hidden_states=True, attentions=True, batch_size=128))

@@ -8,21 +8,29 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, config_error_key
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 
+from conftest import SHARED_DATA, config_error_key
 from distillab.data import CorpusDataModule, TensorDataModule
 from distillab.data.language.bpe import EOS_TOKEN, TOKENIZER_FILE
 from distillab.data.language.corpus import pack_blocks, read_corpus_texts
 
 AGNEWS_DEV = SHARED_DATA / "agnews" / "dev.tsv"
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data" / "lm_corpus.yaml"
-needs_agnews = pytest.mark.skipif(not AGNEWS_DEV.is_file(),
-                                  reason=f"real data absent: {AGNEWS_DEV} (../shared/data not beside the checkout)")
+needs_agnews = pytest.mark.skipif(
+    not AGNEWS_DEV.is_file(), reason=f"real data absent: {AGNEWS_DEV} (../shared/data not beside the checkout)"
+)
 N_DOCS = 300
-TINY = {"vocab_size": 300, "block_size": 16, "val_fraction": 0.1, "test_fraction": 0.1, "batch_size": 8, "eval_batch_size": 8}
+TINY = {
+    "vocab_size": 300,
+    "block_size": 16,
+    "val_fraction": 0.1,
+    "test_fraction": 0.1,
+    "batch_size": 8,
+    "eval_batch_size": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,9 @@ def tok_dir(tmp_path_factory) -> Path:
 
 
 def make(agnews: Path, tok_dir: Path, **knobs) -> CorpusDataModule:
-    dm = CorpusDataModule([{"path": str(agnews), "column": 0, "header": False}], tokenizer_dir=str(tok_dir),
-                          **{**TINY, **knobs})
+    dm = CorpusDataModule(
+        [{"path": str(agnews), "column": 0, "header": False}], tokenizer_dir=str(tok_dir), **{**TINY, **knobs}
+    )
     dm.setup()
     return dm
 
@@ -70,7 +79,11 @@ def test_blocks_are_next_token_pairs(dm):
 
 def test_documents_split_disjoint_and_train_packed_in_permuted_order(dm, agnews):
     index = {split: set(v.tolist()) for split, v in dm.document_index.items()}
-    assert not (index["train"] & index["val"]) and not (index["train"] & index["test"]) and not (index["val"] & index["test"])
+    assert (
+        not (index["train"] & index["val"])
+        and not (index["train"] & index["test"])
+        and not (index["val"] & index["test"])
+    )
     assert index["train"] | index["val"] | index["test"] == set(range(N_DOCS))
     assert dm.documents == {"train": 240, "val": 30, "test": 30}
     # The training blocks are the training documents' stream in the permuted order (not the
@@ -120,33 +133,44 @@ def test_plain_text_sources_and_loader(tmp_path):
     lines = [" ".join(words[(i + j) % 10] for j in range(8)) for i in range(60)]
     (tmp_path / "a.txt").write_text("\n".join(lines[:40]) + "\n\n", encoding="utf-8")  # a blank line is no document
     (tmp_path / "b.txt").write_text("\n".join(lines[40:]), encoding="utf-8")
-    dm = CorpusDataModule([{"path": str(tmp_path / "a.txt"), "column": None}, OmegaConf.create({"path": str(tmp_path / "b.txt")})],
-                          vocab_size=300, block_size=8, val_fraction=0.2, test_fraction=0.2, batch_size=4,
-                          tokenizer_dir=str(tmp_path / "tok"))
+    dm = CorpusDataModule(
+        [{"path": str(tmp_path / "a.txt"), "column": None}, OmegaConf.create({"path": str(tmp_path / "b.txt")})],
+        vocab_size=300,
+        block_size=8,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        batch_size=4,
+        tokenizer_dir=str(tmp_path / "tok"),
+    )
     dm.setup()
     assert sum(dm.documents.values()) == 60 and dm.documents["val"] == dm.documents["test"] == 12
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"inputs", "labels", "index"}
-    assert batch["inputs"]["input_ids"].shape == batch["inputs"]["attention_mask"].shape == batch["labels"].shape == (4, 8)
+    assert (
+        batch["inputs"]["input_ids"].shape == batch["inputs"]["attention_mask"].shape == batch["labels"].shape == (4, 8)
+    )
     assert batch["index"].shape == (4,)
 
 
-@pytest.mark.parametrize("knobs, key", [
-    ({"sources": []}, "sources"),
-    ({"sources": "a.txt"}, "sources"),
-    ({"sources": [{"path": "missing.txt"}]}, "sources[0].path"),
-    ({"sources": [{"path": "GOOD"}, {"path": "GOOD", "colum": 0}]}, "sources[1].colum"),
-    ({"sources": [{"path": "GOOD", "column": -1}]}, "sources[0].column"),
-    ({"sources": [{"path": "GOOD", "column": "text", "header": False}]}, "sources[0].column"),
-    ({"sources": [{"path": "GOOD", "delimiter": ";;"}]}, "sources[0].delimiter"),
-    ({"block_size": 1}, "block_size"),
-    ({"val_fraction": 0}, "val_fraction"),
-    ({"test_fraction": 1.0}, "test_fraction"),
-    ({"val_fraction": 0.5, "test_fraction": 0.5}, "test_fraction"),
-    ({"max_train_tokens": 8, "block_size": 16}, "max_train_tokens"),
-    ({"vocab_size": 100}, "vocab_size"),
-    ({"split_seed": -1}, "split_seed"),
-])
+@pytest.mark.parametrize(
+    "knobs, key",
+    [
+        ({"sources": []}, "sources"),
+        ({"sources": "a.txt"}, "sources"),
+        ({"sources": [{"path": "missing.txt"}]}, "sources[0].path"),
+        ({"sources": [{"path": "GOOD"}, {"path": "GOOD", "colum": 0}]}, "sources[1].colum"),
+        ({"sources": [{"path": "GOOD", "column": -1}]}, "sources[0].column"),
+        ({"sources": [{"path": "GOOD", "column": "text", "header": False}]}, "sources[0].column"),
+        ({"sources": [{"path": "GOOD", "delimiter": ";;"}]}, "sources[0].delimiter"),
+        ({"block_size": 1}, "block_size"),
+        ({"val_fraction": 0}, "val_fraction"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "test_fraction"),
+        ({"max_train_tokens": 8, "block_size": 16}, "max_train_tokens"),
+        ({"vocab_size": 100}, "vocab_size"),
+        ({"split_seed": -1}, "split_seed"),
+    ],
+)
 def test_bad_knobs_name_their_key(tmp_path, knobs, key):
     good = tmp_path / "good.txt"
     good.write_text("one document\nanother one\n", encoding="utf-8")
@@ -159,16 +183,18 @@ def test_bad_knobs_name_their_key(tmp_path, knobs, key):
 
 def test_a_split_without_a_block_names_its_knob(tmp_path):
     (tmp_path / "c.txt").write_text("\n".join(f"short document {i}" for i in range(20)), encoding="utf-8")
-    make_dm = lambda **k: CorpusDataModule([{"path": str(tmp_path / "c.txt")}], vocab_size=300,
-                                           tokenizer_dir=str(tmp_path / "tok"), **k).setup()
+    make_dm = lambda **k: CorpusDataModule(
+        [{"path": str(tmp_path / "c.txt")}], vocab_size=300, tokenizer_dir=str(tmp_path / "tok"), **k
+    ).setup()
     assert config_error_key(lambda: make_dm(block_size=4, val_fraction=0.01, test_fraction=0.2)) == "val_fraction"
     assert config_error_key(lambda: make_dm(block_size=1000)) == "block_size"
 
 
 @needs_agnews
 def test_config_file_builds(tmp_path):
-    cfg = OmegaConf.create({"paths": {"data_root": str(SHARED_DATA), "teachers_dir": str(tmp_path)},
-                            "data": OmegaConf.load(CONF)})
+    cfg = OmegaConf.create(
+        {"paths": {"data_root": str(SHARED_DATA), "teachers_dir": str(tmp_path)}, "data": OmegaConf.load(CONF)}
+    )
     dm = instantiate(cfg.data)  # sources arrive as a ListConfig of DictConfigs; not set up (that reads it all)
     assert isinstance(dm, CorpusDataModule) and len(dm.sources) == 3 and dm.block_size == 128
     assert dm.sources[2].column == "sentence" and dm.sources[2].header is True

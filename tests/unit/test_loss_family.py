@@ -5,8 +5,10 @@ import math
 
 import pytest
 import torch
+from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 from torch import nn
 
+from conftest import config_error_key
 from distillab.losses import (
     DKD,
     AttentionLoss,
@@ -29,15 +31,11 @@ from distillab.losses import (
 )
 from distillab.losses.layer_map import layer_pairs
 from distillab.models.output import EncoderShape, ModelOutput
-from conftest import config_error_key
-from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 
 F64 = torch.float64
 
 
 # ---------------------------------------------------------------- hand helpers (plain math)
-
-
 
 
 def ce_by_hand(p: list[float], q: list[float]) -> float:
@@ -306,9 +304,11 @@ def test_hidden_state_loss_projection_receives_hand_gradient():
     # dL/db_k = sum_tokens 2 diff_k / 6: diffs (0.5, 0, 2), (3.5, -2, 2)
     assert proj.bias.grad.tolist() == pytest.approx([4 / 3, -2 / 3, 4 / 3], rel=1e-6)
     # dL/dW_kj = sum_tokens 2 diff_k h_j / 6 with h = (1, 2), (3, -1)
-    want_w = [[(2 * 0.5 * 1 + 2 * 3.5 * 3) / 6, (2 * 0.5 * 2 + 2 * 3.5 * -1) / 6],
-              [(0 + 2 * -2 * 3) / 6, (0 + 2 * -2 * -1) / 6],
-              [(2 * 2 * 1 + 2 * 2 * 3) / 6, (2 * 2 * 2 + 2 * 2 * -1) / 6]]
+    want_w = [
+        [(2 * 0.5 * 1 + 2 * 3.5 * 3) / 6, (2 * 0.5 * 2 + 2 * 3.5 * -1) / 6],
+        [(0 + 2 * -2 * 3) / 6, (0 + 2 * -2 * -1) / 6],
+        [(2 * 2 * 1 + 2 * 2 * 3) / 6, (2 * 2 * 2 + 2 * 2 * -1) / 6],
+    ]
     for got_row, want_row in zip(proj.weight.grad.tolist(), want_w):
         assert got_row == pytest.approx(want_row, rel=1e-6)
 
@@ -321,7 +321,9 @@ def test_hidden_state_loss_equal_widths_use_identity_and_cosine():
     assert list(term.parameters()) == []
     hs = tuple(t64([[[1.0, 0.0]]]) for _ in range(3))
     ht = tuple(t64([[[1.0, 0.0]]]) for _ in range(4)) + (t64([[[0.0, 1.0]]]),)
-    got = term(ModelOutput(t64([[0.0]]), hidden_states=hs), ModelOutput(t64([[0.0]]), hidden_states=ht), {"inputs": None})
+    got = term(
+        ModelOutput(t64([[0.0]]), hidden_states=hs), ModelOutput(t64([[0.0]]), hidden_states=ht), {"inputs": None}
+    )
     assert got.item() == pytest.approx(1.0, rel=1e-12)  # cos((1,0),(0,1)) = 0
 
 
@@ -344,7 +346,12 @@ def test_hidden_state_loss_forward_before_setup_raises():
 
 def test_hidden_state_loss_bad_metric_and_token_mismatch():
     assert config_error_key(lambda: HiddenStateLoss(metric="l1")) == "metric"
-    assert config_error_key(lambda: HiddenStateLoss().setup(EncoderShape(1, 2, 1, 4, tokens=17), [EncoderShape(2, 3, 1, 4, tokens=5)])) == "layers"
+    assert (
+        config_error_key(
+            lambda: HiddenStateLoss().setup(EncoderShape(1, 2, 1, 4, tokens=17), [EncoderShape(2, 3, 1, 4, tokens=5)])
+        )
+        == "layers"
+    )
     # tokens known on one side only, or equal, is fine
     HiddenStateLoss().setup(EncoderShape(1, 2, 1, 4, tokens=17), [EncoderShape(2, 3, 1, 4, tokens=17)])
     HiddenStateLoss().setup(EncoderShape(1, 2, 1, 4, tokens=17), [EncoderShape(2, 3, 1, 4)])
@@ -404,9 +411,19 @@ def test_attention_loss_maps_layers_uniformly():
 def test_attention_loss_setup_rules():
     with pytest.raises(RuntimeError, match="setup"):
         AttentionLoss()(ModelOutput(t64([[0.0]])), ModelOutput(t64([[0.0]])), {"inputs": None})
-    assert config_error_key(lambda: AttentionLoss(layers=[[0, 1]]).setup(EncoderShape(2, 4, 1, 8), [EncoderShape(4, 8, 2, 16)])) == "layers"
+    assert (
+        config_error_key(
+            lambda: AttentionLoss(layers=[[0, 1]]).setup(EncoderShape(2, 4, 1, 8), [EncoderShape(4, 8, 2, 16)])
+        )
+        == "layers"
+    )
     assert config_error_key(lambda: AttentionLoss(metric="cosine")) == "metric"
-    assert config_error_key(lambda: AttentionLoss().setup(EncoderShape(2, 4, 1, 8, tokens=17), [EncoderShape(4, 8, 2, 16, tokens=5)])) == "layers"
+    assert (
+        config_error_key(
+            lambda: AttentionLoss().setup(EncoderShape(2, 4, 1, 8, tokens=17), [EncoderShape(4, 8, 2, 16, tokens=5)])
+        )
+        == "layers"
+    )
 
 
 # ---------------------------------------------------------------- 7. layer_pairs
@@ -439,7 +456,7 @@ def test_layer_pairs_bad_specs_raise_with_key_layers(spec):
 
 def test_layer_pairs_attention_disallows_embeddings():
     for spec in ([[0, 1]], [[1, 0]]):
-        assert config_error_key(lambda: layer_pairs(spec, 3, 6, allow_embeddings=False)) == "layers"
+        assert config_error_key(lambda spec=spec: layer_pairs(spec, 3, 6, allow_embeddings=False)) == "layers"
     assert layer_pairs([[1, 1]], 3, 6, allow_embeddings=False) == [(1, 1)]
 
 
@@ -537,7 +554,12 @@ def test_composite_rejects_mismatched_names_and_bad_weights():
 def test_composite_setup_prefixes_term_config_errors_and_registers_projections():
     loss = CompositeLoss({"kd": SoftTargetKL(), "hidden": HiddenStateLoss(layers=[[5, 1]])}, {"kd": 1.0, "hidden": 1.0})
     assert config_error_key(lambda: loss.setup(STUDENT_1L, [TEACHER_2L])) == "terms.hidden.layers"
-    assert config_error_key(lambda: CompositeLoss({"att": AttentionLoss(teacher=3)}, {"att": 1.0}).setup(STUDENT_1L, [TEACHER_2L])) == "terms.att.teacher"
+    assert (
+        config_error_key(
+            lambda: CompositeLoss({"att": AttentionLoss(teacher=3)}, {"att": 1.0}).setup(STUDENT_1L, [TEACHER_2L])
+        )
+        == "terms.att.teacher"
+    )
     ok = CompositeLoss({"kd": SoftTargetKL(), "hidden": HiddenStateLoss()}, {"kd": 1.0, "hidden": 1.0})
     assert list(ok.parameters()) == []
     ok.setup(STUDENT_1L, [TEACHER_2L])

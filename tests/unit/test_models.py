@@ -22,8 +22,9 @@ def test_vit_logits_and_optional_hidden_states_and_attentions(tiny_vit):
 
 
 def test_bert_classifier_from_shape_keys():
-    model = build_bert(num_labels=3, vocab_size=50, max_length=12, hidden_size=16, num_layers=1, num_heads=2,
-                       intermediate_size=32)
+    model = build_bert(
+        num_labels=3, vocab_size=50, max_length=12, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32
+    )
     ids = torch.randint(0, 50, (2, 12))
     out = model({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     assert out.logits.shape == (2, 3)

@@ -14,14 +14,25 @@ from distillab.models.pretrained import pretrained_tokenizer, shared_tokenizer, 
 
 # Real sentences for a real (tiny) WordPiece vocabulary; the model is random, which is what a
 # loading test needs: any weight read wrongly changes the logits.
-SENTENCES = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés",
-             "it 's a charming and often affecting journey .", "unflinchingly bleak and desperate"] * 8
+SENTENCES = [
+    "a gorgeous , witty , seductive movie .",
+    "the plot is nothing but boilerplate clichés",
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+] * 8
 
 
 def write_folder(path, num_labels=3, num_layers=2, tokenizer=True):
     tok = train_wordpiece(SENTENCES, vocab_size=120, lowercase=True)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_hidden_layers=num_layers,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32, num_labels=num_labels)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=16,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(path)
     if tokenizer:

@@ -29,8 +29,9 @@ TOL = 0.005  # half a percentage point
 
 def tiny_bert():
     torch.manual_seed(0)
-    return build_bert(num_labels=3, vocab_size=50, max_length=16, hidden_size=32, num_layers=2, num_heads=4,
-                      intermediate_size=64).eval()
+    return build_bert(
+        num_labels=3, vocab_size=50, max_length=16, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64
+    ).eval()
 
 
 def bert_batches(n=2):
@@ -40,7 +41,9 @@ def bert_batches(n=2):
         mask = torch.ones(8, 16, dtype=torch.long)
         mask[:4, 12:] = 0  # padding, so the attention mask path is exercised
         ids = torch.randint(1, 50, (8, 16), generator=g)
-        batches.append({"inputs": {"input_ids": ids, "attention_mask": mask}, "labels": torch.randint(0, 3, (8,), generator=g)})
+        batches.append(
+            {"inputs": {"input_ids": ids, "attention_mask": mask}, "labels": torch.randint(0, 3, (8,), generator=g)}
+        )
     return batches
 
 
@@ -148,22 +151,25 @@ def test_restore_masks_lets_a_pruned_state_dict_load(tiny_vit):
     assert abs(measured_sparsity(prunable_weights(fresh)) - 0.7) <= TOL
 
 
-@pytest.mark.parametrize("call, key", [
-    (lambda p: magnitude_prune(p, 1.5), "amount"),
-    (lambda p: magnitude_prune(p, 1.0), "amount"),
-    (lambda p: magnitude_prune(p, -0.1), "amount"),
-    (lambda p: magnitude_prune(p, 0.5, scope="tensor"), "scope"),
-    (lambda p: threshold_prune(p, -1.0), "threshold"),
-    (lambda p: GradualPruning(1.0, end_step=10), "final_sparsity"),
-    (lambda p: GradualPruning(0.5, end_step=10, initial_sparsity=0.6), "initial_sparsity"),
-    (lambda p: GradualPruning(0.5, end_step=5, start_step=5), "end_step"),
-    (lambda p: GradualPruning(0.5, end_step=10, start_step=-1), "start_step"),
-    (lambda p: GradualPruning(0.5, end_step=10, frequency=0), "frequency"),
-    (lambda p: GradualPruning(0.5, end_step=10, scope="x"), "scope"),
-    (lambda p: prune_heads(tiny_bert(), torch.ones(2, 4), 1.0), "fraction"),
-    (lambda p: prune_neurons(tiny_bert(), -0.5), "fraction"),
-    (lambda p: head_importance(tiny_bert(), method="taylor"), "method"),
-])
+@pytest.mark.parametrize(
+    "call, key",
+    [
+        (lambda p: magnitude_prune(p, 1.5), "amount"),
+        (lambda p: magnitude_prune(p, 1.0), "amount"),
+        (lambda p: magnitude_prune(p, -0.1), "amount"),
+        (lambda p: magnitude_prune(p, 0.5, scope="tensor"), "scope"),
+        (lambda p: threshold_prune(p, -1.0), "threshold"),
+        (lambda p: GradualPruning(1.0, end_step=10), "final_sparsity"),
+        (lambda p: GradualPruning(0.5, end_step=10, initial_sparsity=0.6), "initial_sparsity"),
+        (lambda p: GradualPruning(0.5, end_step=5, start_step=5), "end_step"),
+        (lambda p: GradualPruning(0.5, end_step=10, start_step=-1), "start_step"),
+        (lambda p: GradualPruning(0.5, end_step=10, frequency=0), "frequency"),
+        (lambda p: GradualPruning(0.5, end_step=10, scope="x"), "scope"),
+        (lambda p: prune_heads(tiny_bert(), torch.ones(2, 4), 1.0), "fraction"),
+        (lambda p: prune_neurons(tiny_bert(), -0.5), "fraction"),
+        (lambda p: head_importance(tiny_bert(), method="taylor"), "method"),
+    ],
+)
 def test_bad_arguments_name_their_key(tiny_vit, call, key):
     with pytest.raises(ConfigError) as err:
         call(prunable_weights(tiny_vit()))
@@ -186,9 +192,17 @@ def test_gradual_pruning_follows_the_schedule_in_a_real_fit(tiny_vit, digits):
     torch.manual_seed(0)
     module = ClassifierModule(tiny_vit(), num_classes=10)
     pruning = GradualPruning(0.8, end_step=7, initial_sparsity=0.2, start_step=0, frequency=2)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=8, limit_val_batches=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[pruning])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=8,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[pruning],
+    )
     trainer.fit(module, datamodule=digits)
     # t0 at train start, then every 2 steps, and the end step even off the grid
     assert [step for step, _, _ in pruning.history] == [0, 2, 4, 6, 7]

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from distillab.core.config import ConfigError
+from distillab.data.tensor_datamodule import IndexedTensorDataset
+from distillab.losses import CompositeLoss, CrossEntropy, TokenDivergence
+from distillab.models.causal_lm import build_causal_lm
 from distillab.teachers.sequences import (
     SequenceSource,
     on_policy_batch,
     stored_teacher_sequences,
 )
-from distillab.data.tensor_datamodule import IndexedTensorDataset
-from distillab.losses import CompositeLoss, CrossEntropy, TokenDivergence
-from distillab.models.causal_lm import build_causal_lm
 
 
 def tiny_lm(seed: int = 0):
@@ -22,8 +22,9 @@ def tiny_lm(seed: int = 0):
 
 def blocks(n: int = 6, length: int = 12) -> IndexedTensorDataset:
     ids = torch.randint(0, 64, (n, length + 1), generator=torch.Generator().manual_seed(1))
-    return IndexedTensorDataset({"input_ids": ids[:, :-1], "attention_mask": torch.ones(n, length, dtype=torch.long)},
-                                ids[:, 1:])
+    return IndexedTensorDataset(
+        {"input_ids": ids[:, :-1], "attention_mask": torch.ones(n, length, dtype=torch.long)}, ids[:, 1:]
+    )
 
 
 def test_on_policy_batch_keeps_the_prompt_and_lets_no_term_read_a_label():
@@ -54,13 +55,16 @@ def test_teacher_sequences_are_generated_once_and_reused(tmp_path, monkeypatch):
         logits = teacher(first.inputs).logits
     assert torch.equal(logits.argmax(-1)[:, 3:-1], first.labels[:, 3:-1])
     from distillab.teachers import sequences
+
     monkeypatch.setattr(sequences, "generate_teacher_sequences", lambda *a, **k: pytest.fail("generated twice"))
     again = stored_teacher_sequences(teacher, data, source, 0, tmp_path, "key")
     assert torch.equal(again.inputs["input_ids"], first.inputs["input_ids"])
 
 
-@pytest.mark.parametrize(("key", "value"), [("source", "beam"), ("on_policy_fraction", 1.5), ("prompt_length", 0),
-                                            ("temperature", -1.0), ("top_k", 0)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("source", "beam"), ("on_policy_fraction", 1.5), ("prompt_length", 0), ("temperature", -1.0), ("top_k", 0)],
+)
 def test_bad_sequence_settings_name_their_key(key, value):
     with pytest.raises(ConfigError, match=f"^{key}="):
         SequenceSource(**{key: value})

@@ -100,10 +100,12 @@ def test_other_data_or_other_requests_get_their_own_entries(tiny_vit, tmp_path):
     a, b = DigitsDataModule(split_seed=0), DigitsDataModule(split_seed=1)
     a.setup(), b.setup()
     cache = TeacherOutputCache("disk", tmp_path)
-    keys = {cache.key(teachers, SplitRequest("val", a.splits["val"])),
-            cache.key(teachers, SplitRequest("val", b.splits["val"])),
-            cache.key(teachers, SplitRequest("val", a.splits["val"], hidden_states=True)),
-            cache.key(teachers, SplitRequest("val", a.splits["val"], precision="bf16-mixed"))}
+    keys = {
+        cache.key(teachers, SplitRequest("val", a.splits["val"])),
+        cache.key(teachers, SplitRequest("val", b.splits["val"])),
+        cache.key(teachers, SplitRequest("val", a.splits["val"], hidden_states=True)),
+        cache.key(teachers, SplitRequest("val", a.splits["val"], precision="bf16-mixed")),
+    }
     assert len(keys) == 4
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from distillab.core.config import ConfigError
-from distillab.teachers import TeacherStore, load_teacher_weights
 from distillab.core.keys import teacher_key
+from distillab.teachers import TeacherStore, load_teacher_weights
 
 
 def test_key_is_stable_and_sensitive():
@@ -60,9 +60,13 @@ def test_how_a_teacher_is_cached_is_not_part_of_its_store_key():
     from distillab.run.teachers import TeacherSpec, store_key
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        keys = {store_key(cfg, TeacherSpec("teacher", "model.teacher", cfg.model.teacher, 0))
-                for cfg in (compose("train", overrides=o) for o in
-                            ([], ["teacher.cache=off"], ["teacher.cache_topk=8"], ["teacher.cache_budget_mb=1"]))}
+        keys = {
+            store_key(cfg, TeacherSpec("teacher", "model.teacher", cfg.model.teacher, 0))
+            for cfg in (
+                compose("train", overrides=o)
+                for o in ([], ["teacher.cache=off"], ["teacher.cache_topk=8"], ["teacher.cache_budget_mb=1"])
+            )
+        }
         other = compose("train", overrides=["teacher.max_epochs=3"])
     assert len(keys) == 1
     assert store_key(other, TeacherSpec("teacher", "model.teacher", other.model.teacher, 0)) not in keys

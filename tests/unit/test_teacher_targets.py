@@ -5,15 +5,13 @@ import math
 
 import pytest
 import torch
+from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 
 from distillab.core.config import ConfigError
 from distillab.losses import DKD, LogitMSE, SoftTargetKL, soft_target_kl
 from distillab.models.output import ModelOutput
-from hand import entropy_by_hand, kl_by_hand, softmax_by_hand
 
 F64 = torch.float64
-
-
 
 
 def out(*rows: list[float]) -> ModelOutput:

@@ -64,15 +64,33 @@ def agnews_dir(tmp_path) -> Path:
 
 
 def sst2(folder: Path, tokenizers: Path, **kw) -> TextClassificationDataModule:
-    args = dict(data_dir=str(folder), train_file="train.tsv", val_file="dev.tsv", test_file="test.tsv", header=True,
-                text_column="sentence", label_column="label", vocab_size=1000, max_length=32,
-                tokenizer_dir=str(tokenizers), batch_size=16)
+    args = dict(
+        data_dir=str(folder),
+        train_file="train.tsv",
+        val_file="dev.tsv",
+        test_file="test.tsv",
+        header=True,
+        text_column="sentence",
+        label_column="label",
+        vocab_size=1000,
+        max_length=32,
+        tokenizer_dir=str(tokenizers),
+        batch_size=16,
+    )
     return TextClassificationDataModule(**{**args, **kw})
 
 
 def agnews(folder: Path, tokenizers: Path, **kw) -> TextClassificationDataModule:
-    args = dict(data_dir=str(folder), train_file="dev.tsv", test_file="test.tsv", labels=AGNEWS_LABELS,
-                vocab_size=1500, max_length=64, tokenizer_dir=str(tokenizers), batch_size=16)
+    args = dict(
+        data_dir=str(folder),
+        train_file="dev.tsv",
+        test_file="test.tsv",
+        labels=AGNEWS_LABELS,
+        vocab_size=1500,
+        max_length=64,
+        tokenizer_dir=str(tokenizers),
+        batch_size=16,
+    )
     return TextClassificationDataModule(**{**args, **kw})
 
 
@@ -107,7 +125,9 @@ def test_csv_quoting_txt_suffix_and_explicit_delimiter(agnews_dir, tmp_path):
 def test_a_lone_quote_in_a_tsv_stays_on_its_line(tmp_path):
     (tmp_path / "q.tsv").write_text('sentence\tlabel\nhe said " no\t1\n" yes , really\t0\nfine\t1\n')
     assert read_table(tmp_path / "q.tsv", "sentence", "label", header=True) == (
-        ['he said " no', '" yes , really', "fine"], ["1", "0", "1"])
+        ['he said " no', '" yes , really', "fine"],
+        ["1", "0", "1"],
+    )
 
 
 def test_table_errors_name_key_value_and_fix(sst2_dir, tmp_path):
@@ -262,8 +282,16 @@ def test_encode_shape_cls_padding_and_truncation(sst2_dir, tmp_path):
 def test_domains_have_disjoint_labels_domain_ids_and_one_tokenizer(sst2_dir, agnews_dir, tmp_path):
     tok = tmp_path / "tok"
     domains = {
-        "sst2": dict(data_dir=str(sst2_dir), train_file="train.tsv", val_file="dev.tsv", test_file="test.tsv",
-                     header=True, text_column="sentence", label_column="label", max_train_samples=600),
+        "sst2": dict(
+            data_dir=str(sst2_dir),
+            train_file="train.tsv",
+            val_file="dev.tsv",
+            test_file="test.tsv",
+            header=True,
+            text_column="sentence",
+            label_column="label",
+            max_train_samples=600,
+        ),
         "agnews": dict(data_dir=str(agnews_dir), train_file="dev.tsv", test_file="test.tsv", labels=AGNEWS_LABELS),
     }
     dm = TextDomainsDataModule(domains, vocab_size=1500, max_length=48, tokenizer_dir=str(tok))
@@ -321,6 +349,7 @@ def test_tiny_bert_forward_on_a_real_batch(sst2_dir, tmp_path):
 
 
 # -- few labels and unlabelled inputs ----------------------------------------------------------
+
 
 def test_unlabelled_file_feeds_the_student_not_the_teacher(sst2_dir, tmp_path):
     # Real sentences without their labels: SST-2 rows past the fixture's.

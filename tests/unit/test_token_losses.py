@@ -34,8 +34,9 @@ def mix_by_hand(p: list[float], q: list[float], w: float) -> list[float]:
 BY_HAND = {
     "forward_kl": lambda p, q: kl_by_hand(p, q),
     "reverse_kl": lambda p, q: kl_by_hand(q, p),
-    "jsd": lambda p, q, beta=0.5: beta * kl_by_hand(p, mix_by_hand(p, q, beta))
-    + (1 - beta) * kl_by_hand(q, mix_by_hand(p, q, beta)),
+    "jsd": lambda p, q, beta=0.5: (
+        beta * kl_by_hand(p, mix_by_hand(p, q, beta)) + (1 - beta) * kl_by_hand(q, mix_by_hand(p, q, beta))
+    ),
     "tv": lambda p, q: 0.5 * sum(abs(pi - qi) for pi, qi in zip(p, q)),
     "skew_kl": lambda p, q, alpha=0.1: kl_by_hand(p, mix_by_hand(p, q, alpha)),
     "skew_reverse_kl": lambda p, q, alpha=0.1: kl_by_hand(q, mix_by_hand(q, p, alpha)),
@@ -48,11 +49,23 @@ BY_HAND = {
 #   tv       .5 (.25 + .25)                                            = 0.25
 #   skew .1  m = .1p + .9q = (.525, .475): .75 ln(.75/.525) + .25 ln(.25/.475)        = 0.1070427
 #   srkl .1  m = .9p + .1q = (.725, .275): .5 ln(.5/.725) + .5 ln(.5/.275)            = 0.1131367
-LITERAL = {"forward_kl": 0.1308120, "reverse_kl": 0.1438410, "jsd": 0.0338221, "tv": 0.25,
-           "skew_kl": 0.1070427, "skew_reverse_kl": 0.1131367}
+LITERAL = {
+    "forward_kl": 0.1308120,
+    "reverse_kl": 0.1438410,
+    "jsd": 0.0338221,
+    "tv": 0.25,
+    "skew_kl": 0.1070427,
+    "skew_reverse_kl": 0.1131367,
+}
 
-FUNCTIONS = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "jsd": generalized_jsd, "tv": total_variation,
-             "skew_kl": skew_kl, "skew_reverse_kl": skew_reverse_kl}
+FUNCTIONS = {
+    "forward_kl": forward_kl,
+    "reverse_kl": reverse_kl,
+    "jsd": generalized_jsd,
+    "tv": total_variation,
+    "skew_kl": skew_kl,
+    "skew_reverse_kl": skew_reverse_kl,
+}
 
 S0, T0 = [0.5, -1.0, 2.0, 0.0], [1.0, 0.0, -0.5, 2.0]  # the one kept position of the tiny example
 
@@ -156,7 +169,8 @@ def test_skew_endpoints_are_the_plain_kls_and_zero():
     s, t, mask = random_case(3)
     assert skew_kl(s, t, 2.0, mask, alpha=0.0).item() == pytest.approx(forward_kl(s, t, 2.0, mask).item(), rel=1e-12)
     assert skew_reverse_kl(s, t, 2.0, mask, alpha=0.0).item() == pytest.approx(
-        reverse_kl(s, t, 2.0, mask).item(), rel=1e-12)
+        reverse_kl(s, t, 2.0, mask).item(), rel=1e-12
+    )
     assert skew_kl(s, t, 2.0, mask, alpha=1.0).item() == pytest.approx(0.0, abs=1e-12)
     assert skew_reverse_kl(s, t, 2.0, mask, alpha=1.0).item() == pytest.approx(0.0, abs=1e-12)
     assert 0 < skew_kl(s, t, 2.0, mask, alpha=0.5).item() < forward_kl(s, t, 2.0, mask).item()
@@ -176,10 +190,15 @@ def test_chunked_equals_unchunked_in_value_and_gradient(kind):
             torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-12)
     with torch.no_grad():  # without autograd: the plain chunk loop, same value
         assert token_divergence(kind, s, t, 1.7, mask, beta=0.3, alpha=0.2, chunk=2).item() == pytest.approx(
-            reference.item(), rel=1e-10)
+            reference.item(), rel=1e-10
+        )
     top = topk_of(t, 3, 1.7)  # k < V: every chunking gives the same value and gradient
-    values, grads = zip(*[(v.item(), torch.autograd.grad(v, s)[0]) for v in (
-        token_divergence(kind, s, top, 1.7, mask, beta=0.3, alpha=0.2, chunk=c) for c in (1, 3, 10_000))])
+    values, grads = zip(
+        *[
+            (v.item(), torch.autograd.grad(v, s)[0])
+            for v in (token_divergence(kind, s, top, 1.7, mask, beta=0.3, alpha=0.2, chunk=c) for c in (1, 3, 10_000))
+        ]
+    )
     assert values == pytest.approx([values[-1]] * 3, rel=1e-12)
     for grad in grads[:-1]:
         torch.testing.assert_close(grad, grads[-1], rtol=1e-10, atol=1e-14)
@@ -284,8 +303,10 @@ def test_sampled_target_keeps_the_head_exact_and_equals_the_teacher_in_expectati
     # Unbiased: the mean over draws is the teacher's distribution (3,000 draws: within ~0.01).
     assert (mean / 3000 - p).abs().max().item() < 0.012
     # The same generator state gives the same target.
-    assert torch.equal(sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices,
-                       sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices)
+    assert torch.equal(
+        sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices,
+        sampled_of(t, 10, 6, 2.0, torch.Generator().manual_seed(5)).indices,
+    )
     for k, samples in ((10, 0), (10, 10), (1, 1)):
         with pytest.raises(ConfigError):
             sampled_of(t, k, samples)
@@ -387,6 +408,7 @@ def test_valid_edge_knobs_are_accepted():
 def test_divergence_and_ce_in_one_pass_equal_the_two_terms_apart(kind):
     """loss=token_kd's fused form: same value and same gradient as TokenDivergence + CrossEntropy."""
     from distillab.losses import CrossEntropy
+
     torch.manual_seed(3)
     s = (torch.randn(3, 5, 40) * 2).double().requires_grad_()
     teacher = topk_of(torch.randn(3, 5, 40).double() * 3, 6)
@@ -394,8 +416,9 @@ def test_divergence_and_ce_in_one_pass_equal_the_two_terms_apart(kind):
     batch = {"labels": labels, "mask": torch.rand(3, 5) > 0.3, "labelled": torch.tensor([True, False, True])}
     fused = TokenDivergence(kind, beta=0.3, alpha=0.2, ce_weight=0.7)(ModelOutput(s), teacher, batch)
     (g_fused,) = torch.autograd.grad(fused, s)
-    apart = TokenDivergence(kind, beta=0.3, alpha=0.2)(ModelOutput(s), teacher, batch) \
-        + 0.7 * CrossEntropy()(ModelOutput(s), teacher, batch)
+    apart = TokenDivergence(kind, beta=0.3, alpha=0.2)(ModelOutput(s), teacher, batch) + 0.7 * CrossEntropy()(
+        ModelOutput(s), teacher, batch
+    )
     (g_apart,) = torch.autograd.grad(apart, s)
     assert fused.item() == pytest.approx(apart.item(), rel=1e-10)
     assert torch.allclose(g_fused, g_apart, rtol=1e-8, atol=1e-12)

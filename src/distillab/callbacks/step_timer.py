@@ -28,8 +28,9 @@ class StepTimer(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.seconds[-1] += time.perf_counter() - self._start
         self.items[-1] += batch["labels"].numel()
 
@@ -37,5 +38,7 @@ class StepTimer(L.Callback):
         """Seconds per epoch and items/s over the epochs this process trained (a resumed run:
         those since it resumed)."""
         total = sum(self.seconds)
-        return {"epoch_seconds": [round(s, 2) for s in self.seconds],
-                "items_per_s": round(sum(self.items) / total, 1) if total else None}
+        return {
+            "epoch_seconds": [round(s, 2) for s in self.seconds],
+            "items_per_s": round(sum(self.items) / total, 1) if total else None,
+        }

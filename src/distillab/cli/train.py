@@ -55,12 +55,21 @@ def explain(err: BaseException) -> tuple[int, str] | None:
         return 2, f"config error: {where}{cause}"
     if isinstance(cause, _stopped_kinds()):
         return 3, f"training stopped: {where}{cause}"
-    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES,
-                                                     errno.EPERM, errno.EROFS, errno.ENOTDIR):
+    if isinstance(cause, OSError) and cause.errno in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOTDIR,
+    ):
         target = cause.filename or "a file"
-        return 4, (f"could not write {target}: {cause.strerror}. Free some space (or fix the permission), or point "
-                   "paths.log_dir / paths.teachers_dir elsewhere; run the same command again to continue from the "
-                   "last checkpoint")
+        return 4, (
+            f"could not write {target}: {cause.strerror}. Free some space (or fix the permission), or point "
+            "paths.log_dir / paths.teachers_dir elsewhere; run the same command again to continue from the "
+            "last checkpoint"
+        )
     return None
 
 
@@ -71,9 +80,17 @@ def _job_dir() -> Path:
 def _record_failure(err: BaseException, message: str | None) -> None:
     """``failed.json`` in the job's folder: what the sweep summary and summarize.py show."""
     try:
-        (_job_dir() / "failed.json").write_text(json.dumps({
-            "error": type(err).__name__, "message": message or str(err),
-            "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-6:]}, indent=2) + "\n")
+        (_job_dir() / "failed.json").write_text(
+            json.dumps(
+                {
+                    "error": type(err).__name__,
+                    "message": message or str(err),
+                    "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-6:],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     except OSError:
         pass  # the folder itself may be what cannot be written
 
@@ -87,9 +104,13 @@ def _main(cfg: DictConfig) -> float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         if multirun and is_distributed(cfg) and "SLURM_JOB_ID" not in os.environ and "LOCAL_RANK" not in os.environ:
-            raise ConfigError("trainer.strategy", cfg.trainer.get("strategy"), "starts its other processes by running "
-                              "the command again, which a local multirun cannot do: run one command per run, or the "
-                              "sweep with hydra/launcher=slurm (SLURM starts the processes)")
+            raise ConfigError(
+                "trainer.strategy",
+                cfg.trainer.get("strategy"),
+                "starts its other processes by running "
+                "the command again, which a local multirun cannot do: run one command per run, or the "
+                "sweep with hydra/launcher=slurm (SLURM starts the processes)",
+            )
         metrics = run(cfg, list(hydra_cfg.overrides.task), multirun=multirun)
     except Exception as err:  # every failure is reported below; in a sweep the other jobs go on
         known = explain(err)

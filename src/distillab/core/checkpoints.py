@@ -56,8 +56,9 @@ class HashedCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         problem = verify_checkpoint(path)
         if problem:
-            raise CorruptCheckpointError(f"checkpoint {path} is {problem}; delete it (and {path}{SUFFIX}) to train "
-                                         "that stage again")
+            raise CorruptCheckpointError(
+                f"checkpoint {path} is {problem}; delete it (and {path}{SUFFIX}) to train that stage again"
+            )
         return super().load_checkpoint(path, *args, **kwargs)
 
     def remove_checkpoint(self, path: Any) -> None:
@@ -85,8 +86,11 @@ def rng_states() -> dict[str, Any]:
     numbers (shuffles, dropout) as one that was never interrupted."""
     # numpy's key as a tensor: checkpoints load with torch.load(weights_only=True), which refuses numpy arrays.
     kind, key, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                              "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached)}
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -45,9 +45,7 @@ def check_number(
     """Return ``value`` as a float after checking it is a finite number in the interval."""
     lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
     hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-    allowed = "must be a number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (
-        f" {hi}" if hi else ""
-    )
+    allowed = "must be a number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (f" {hi}" if hi else "")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(key, value, allowed)
     if low is not None and (value < low or (low_open and value == low)):
@@ -59,8 +57,11 @@ def check_number(
 
 def check_int(key: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` after checking it is an integer (not a bool) in [``low``, ``high``]."""
-    allowed = "must be an integer" + (f" >= {low}" if low is not None else "") + (
-        f"{' and' if low is not None else ''} <= {high}" if high is not None else "")
+    allowed = (
+        "must be an integer"
+        + (f" >= {low}" if low is not None else "")
+        + (f"{' and' if low is not None else ''} <= {high}" if high is not None else "")
+    )
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(key, value, allowed)
     if (low is not None and value < low) or (high is not None and value > high):
@@ -108,18 +109,26 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
         target = re.search(r"target '([^']+)'", str(err))
         sub = OmegaConf.select(node, inner) if inner else node
         if isinstance(cause, ImportError) and target:
-            raise ConfigError(f"{prefix}._target_", target[1], "cannot be imported: no such class or function, "
-                              "or its module fails to import (check the spelling)") from None
+            raise ConfigError(
+                f"{prefix}._target_",
+                target[1],
+                "cannot be imported: no such class or function, or its module fails to import (check the spelling)",
+            ) from None
         if isinstance(cause, TypeError):
             unknown = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
             if unknown and target:
                 keys = _parameters(target[1], exclude=kwargs if sub is node else {})
                 value = sub.get(unknown[1], "...") if isinstance(sub, DictConfig) else "..."
-                raise ConfigError(f"{prefix}.{unknown[1]}", value, f"is not a key of {target[1].rsplit('.', 1)[-1]}"
-                                  + (f" (its keys: {', '.join(keys)})" if keys else "")) from None
+                raise ConfigError(
+                    f"{prefix}.{unknown[1]}",
+                    value,
+                    f"is not a key of {target[1].rsplit('.', 1)[-1]}"
+                    + (f" (its keys: {', '.join(keys)})" if keys else ""),
+                ) from None
             # Usually a value of the wrong type.
-            raise ConfigError(prefix, "...", f"cannot build {target[1] if target else node.get('_target_')}: "
-                              f"{cause}") from None
+            raise ConfigError(
+                prefix, "...", f"cannot build {target[1] if target else node.get('_target_')}: {cause}"
+            ) from None
         raise
 
 
@@ -129,7 +138,7 @@ def _relative_key(node: DictConfig, full_key: str) -> str:
     if not own:
         return full_key
     if full_key == own or full_key.startswith((own + ".", own + "[")):
-        return full_key[len(own):].lstrip(".")
+        return full_key[len(own) :].lstrip(".")
     return ""  # a node reached through an interpolation (model.teachers[0]: ${model.teacher})
 
 

@@ -8,5 +8,14 @@ from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataMod
 from distillab.data.text.classification import TextClassificationDataModule
 from distillab.data.text.domains import TextDomainsDataModule
 
-__all__ = ["DigitsDataModule", "DigitsDomainsDataModule", "FashionMNISTDataModule", "MNISTDataModule", "IndexedTensorDataset", "CorpusDataModule", "TensorDataModule",
-           "TextClassificationDataModule", "TextDomainsDataModule"]
+__all__ = [
+    "DigitsDataModule",
+    "DigitsDomainsDataModule",
+    "FashionMNISTDataModule",
+    "MNISTDataModule",
+    "IndexedTensorDataset",
+    "CorpusDataModule",
+    "TensorDataModule",
+    "TextClassificationDataModule",
+    "TextDomainsDataModule",
+]

@@ -16,18 +16,20 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 
-def length_grouped_order(lengths: Tensor, batch_size: int, generator: torch.Generator, chunk_batches: int = 50) -> Tensor:
+def length_grouped_order(
+    lengths: Tensor, batch_size: int, generator: torch.Generator, chunk_batches: int = 50
+) -> Tensor:
     """A permutation of ``range(len(lengths))``; consecutive runs of ``batch_size`` are the batches."""
     order = torch.randperm(len(lengths), generator=generator)
     chunk = batch_size * chunk_batches
     parts = []
     for start in range(0, len(order), chunk):  # a loop over chunks, not samples
-        idx = order[start:start + chunk]
+        idx = order[start : start + chunk]
         parts.append(idx[torch.argsort(lengths[idx], descending=True, stable=True)])
     grouped = torch.cat(parts)
     batches = list(torch.split(grouped, batch_size))
     full = batches[:-1] if len(batches[-1]) < batch_size else batches
-    tail = batches[len(full):]
+    tail = batches[len(full) :]
     shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
     return torch.cat(shuffled + tail) if shuffled or tail else grouped
 

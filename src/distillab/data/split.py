@@ -23,12 +23,20 @@ def stratified_pick(key: str, value: Any, labels: Tensor | np.ndarray, size: flo
     count = size if whole else math.floor(size * len(idx))  # as scikit-learn counts it
     if count < classes:
         least = classes if whole else _round_up(classes / len(idx))
-        raise ConfigError(key, value, f"keeps {count} of {len(idx)} samples, fewer than the {classes} classes: a "
-                          f"stratified sample needs one of each (at least {least})")
+        raise ConfigError(
+            key,
+            value,
+            f"keeps {count} of {len(idx)} samples, fewer than the {classes} classes: a "
+            f"stratified sample needs one of each (at least {least})",
+        )
     if count < len(idx) and len(idx) - count < classes:
         most = len(idx) - classes if whole else round(1 - _round_up(classes / len(idx)), 10)
-        raise ConfigError(key, value, f"leaves {len(idx) - count} of {len(idx)} samples out, fewer than the "
-                          f"{classes} classes: a stratified split needs one of each on both sides (at most {most})")
+        raise ConfigError(
+            key,
+            value,
+            f"leaves {len(idx) - count} of {len(idx)} samples out, fewer than the "
+            f"{classes} classes: a stratified split needs one of each on both sides (at most {most})",
+        )
     try:
         picked, rest = train_test_split(idx, train_size=size, random_state=seed, stratify=labels)
     except ValueError as err:  # e.g. a class with a single sample, or fewer samples than classes

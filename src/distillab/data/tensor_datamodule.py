@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -55,8 +55,9 @@ class IndexedTensorDataset(Dataset):
     index operation instead of ``batch_size`` Python calls and a collate.
     """
 
-    def __init__(self, inputs: Inputs, labels: Tensor, extras: dict[str, Tensor] | None = None,
-                 dynamic_padding: bool = False):
+    def __init__(
+        self, inputs: Inputs, labels: Tensor, extras: dict[str, Tensor] | None = None, dynamic_padding: bool = False
+    ):
         n = len(labels)
         self.dynamic_padding = dynamic_padding
         self.extras = dict(extras or {})  # per-sample tensors carried into the batch, e.g. "domain"
@@ -69,8 +70,12 @@ class IndexedTensorDataset(Dataset):
     def subset(self, keep: Tensor) -> IndexedTensorDataset:
         """The samples where the boolean ``keep`` is true (indices renumbered from 0)."""
         idx = keep.nonzero().squeeze(1)
-        return IndexedTensorDataset(take_inputs(self.inputs, idx), self.labels[idx], {k: v[idx] for k, v in self.extras.items()},
-                                    self.dynamic_padding)
+        return IndexedTensorDataset(
+            take_inputs(self.inputs, idx),
+            self.labels[idx],
+            {k: v[idx] for k, v in self.extras.items()},
+            self.dynamic_padding,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -174,15 +179,17 @@ class TensorDataModule(L.LightningDataModule):
         if self.labelled_fraction == 1:
             keep[rows] = True
         else:
-            picked, _ = stratified_pick("labelled_fraction", self.labelled_fraction, labels[rows],
-                                        self.labelled_fraction, self.label_seed)
+            picked, _ = stratified_pick(
+                "labelled_fraction", self.labelled_fraction, labels[rows], self.labelled_fraction, self.label_seed
+            )
             keep[rows[picked]] = True
         return keep
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            splits = {k: IndexedTensorDataset(*v, dynamic_padding=self.dynamic_padding)
-                      for k, v in self.load_splits().items()}
+            splits = {
+                k: IndexedTensorDataset(*v, dynamic_padding=self.dynamic_padding) for k, v in self.load_splits().items()
+            }
             train = splits["train"]
             # Rows with no label at all (data.unlabelled) are marked by the loader as has_label.
             has_label = train.extras.pop("has_label", None)

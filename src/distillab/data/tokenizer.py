@@ -58,8 +58,7 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> T
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                        show_progress=False)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer, length=len(texts))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -72,8 +71,13 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> T
 def load_or_train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool, store_dir: str | Path) -> Tokenizer:
     """The tokenizer stored for these texts and settings under ``store_dir``, trained and
     stored first if there is none (once: parallel jobs wait on a lock and then load it)."""
-    return stored_tokenizer(Path(store_dir).expanduser(), tokenizer_key(texts, vocab_size, lowercase),
-                            lambda: train_wordpiece(texts, vocab_size, lowercase), "a WordPiece tokenizer", len(texts))
+    return stored_tokenizer(
+        Path(store_dir).expanduser(),
+        tokenizer_key(texts, vocab_size, lowercase),
+        lambda: train_wordpiece(texts, vocab_size, lowercase),
+        "a WordPiece tokenizer",
+        len(texts),
+    )
 
 
 def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what: str, n_texts: int) -> Tokenizer:
@@ -91,8 +95,14 @@ def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what:
         tokenizer = train()
         with atomic_entry(root, key, checked=(TOKENIZER_FILE,)) as tmp:
             tokenizer.save(str(tmp / TOKENIZER_FILE))
-        log.info("trained %s (vocab %d) on %d texts in %.1f s → %s", what, tokenizer.get_vocab_size(), n_texts,
-                 time.perf_counter() - start, entry / TOKENIZER_FILE)
+        log.info(
+            "trained %s (vocab %d) on %d texts in %.1f s → %s",
+            what,
+            tokenizer.get_vocab_size(),
+            n_texts,
+            time.perf_counter() - start,
+            entry / TOKENIZER_FILE,
+        )
     return tokenizer
 
 

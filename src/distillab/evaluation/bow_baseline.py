@@ -15,8 +15,9 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 
-def bag_of_words_baseline(texts: dict[str, list[str]], labels: dict[str, list[int]],
-                          cs: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)) -> dict[str, Any]:
+def bag_of_words_baseline(
+    texts: dict[str, list[str]], labels: dict[str, list[int]], cs: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
+) -> dict[str, Any]:
     """Fit on ``train``, pick C by ``val`` accuracy, report ``test`` accuracy."""
     started = time.perf_counter()
     vectorizer = CountVectorizer(binary=True, ngram_range=(1, 2), min_df=2)
@@ -29,5 +30,10 @@ def bag_of_words_baseline(texts: dict[str, list[str]], labels: dict[str, list[in
         if best is None or val > best[0]:
             best = (val, c, model)
     val_acc, c, model = best
-    return {"test": {"acc": float(model.score(features["test"], labels["test"]))}, "val_acc": float(val_acc),
-            "C": c, "features": len(vectorizer.vocabulary_), "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "test": {"acc": float(model.score(features["test"], labels["test"]))},
+        "val_acc": float(val_acc),
+        "C": c,
+        "features": len(vectorizer.vocabulary_),
+        "seconds": round(time.perf_counter() - started, 2),
+    }

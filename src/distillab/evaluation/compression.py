@@ -152,7 +152,11 @@ def example_inputs(datamodule: Any, batch_size: int) -> Inputs:
 
 
 def latency_ms(
-    model: nn.Module, example: Inputs, repeats: int = 20, warmup: int = 5, threads: int | None = 1,
+    model: nn.Module,
+    example: Inputs,
+    repeats: int = 20,
+    warmup: int = 5,
+    threads: int | None = 1,
     budget_s: float = 3.0,
 ) -> float:
     """Median CPU wall time of one forward on ``example``, in milliseconds.
@@ -204,9 +208,7 @@ def accuracy(model: nn.Module, dataloader: Iterable[dict[str, Any]]) -> float:
     return correct / total
 
 
-def compression_row(
-    name: str, model: nn.Module, datamodule: Any, reference_acc: float | None = None
-) -> dict[str, Any]:
+def compression_row(name: str, model: nn.Module, datamodule: Any, reference_acc: float | None = None) -> dict[str, Any]:
     """One row of the compression report; ``retention`` is test_acc / reference_acc."""
     if reference_acc is not None:
         check_number("reference_acc", reference_acc, low=0, high=1, low_open=True)

@@ -9,7 +9,9 @@ from distillab.models.output import TransformerClassifier
 
 
 @torch.no_grad()
-def accuracy_by_domain(model: TransformerClassifier, datamodule: TensorDataModule, split: str = "test") -> dict[str, float]:
+def accuracy_by_domain(
+    model: TransformerClassifier, datamodule: TensorDataModule, split: str = "test"
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     correct = torch.zeros(datamodule.num_domains)
@@ -17,8 +19,11 @@ def accuracy_by_domain(model: TransformerClassifier, datamodule: TensorDataModul
     device = next(model.parameters()).device
     loader = datamodule.eval_loader(split)
     for batch in loader:
-        inputs = batch["inputs"].to(device) if torch.is_tensor(batch["inputs"]) else {
-            k: v.to(device) for k, v in batch["inputs"].items()}
+        inputs = (
+            batch["inputs"].to(device)
+            if torch.is_tensor(batch["inputs"])
+            else {k: v.to(device) for k, v in batch["inputs"].items()}
+        )
         hit = (model(inputs).logits.argmax(-1).cpu() == batch["labels"]).float()
         correct.index_add_(0, batch["domain"], hit)
         total.index_add_(0, batch["domain"], torch.ones_like(hit))

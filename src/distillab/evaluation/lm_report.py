@@ -15,8 +15,12 @@ from distillab.models.output import TransformerClassifier
 
 
 @torch.no_grad()
-def next_token_agreement(models: dict[str, TransformerClassifier], teacher: TransformerClassifier,
-                         datamodule: TensorDataModule, split: str = "test") -> dict[str, float]:
+def next_token_agreement(
+    models: dict[str, TransformerClassifier],
+    teacher: TransformerClassifier,
+    datamodule: TensorDataModule,
+    split: str = "test",
+) -> dict[str, float]:
     """Per model, the share of the split's positions where its most likely next token is the
     teacher's; the teacher runs once per batch for all of them."""
     device = next(teacher.parameters()).device
@@ -38,9 +42,16 @@ def next_token_agreement(models: dict[str, TransformerClassifier], teacher: Tran
     return {role: n / max(total, 1) for role, n in same.items()}
 
 
-def language_model_report(models: dict[str, TransformerClassifier], teacher: TransformerClassifier | None,
-                          datamodule: TensorDataModule, train_rates: dict[str, float], prompts: list[str],
-                          new_tokens: int, temperature: float, seed: int) -> dict[str, dict[str, Any]]:
+def language_model_report(
+    models: dict[str, TransformerClassifier],
+    teacher: TransformerClassifier | None,
+    datamodule: TensorDataModule,
+    train_rates: dict[str, float],
+    prompts: list[str],
+    new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
     """Per model (role -> model): ``agreement`` with ``teacher`` on the test split,
     ``train_tokens_per_s`` (from the training steps' time), and ``generations``."""
     report: dict[str, dict[str, Any]] = {}
@@ -53,7 +64,8 @@ def language_model_report(models: dict[str, TransformerClassifier], teacher: Tra
         if role in train_rates:
             entry["train_tokens_per_s"] = train_rates[role]
         if prompts:
-            entry["generations"] = sample_generations(model, datamodule.tokenizer, list(prompts), new_tokens, seed,
-                                                      temperature)
+            entry["generations"] = sample_generations(
+                model, datamodule.tokenizer, list(prompts), new_tokens, seed, temperature
+            )
         report[role] = entry
     return report

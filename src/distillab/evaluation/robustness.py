@@ -14,13 +14,18 @@ from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.robustness import Attack, robust_accuracy
 
 
-def robustness_report(cfg: DictConfig, models: Sequence[tuple[str, dict[str, Any], nn.Module]], attacks: list[Attack],
-                      datamodule: TensorDataModule) -> None:
+def robustness_report(
+    cfg: DictConfig,
+    models: Sequence[tuple[str, dict[str, Any], nn.Module]],
+    attacks: list[Attack],
+    datamodule: TensorDataModule,
+) -> None:
     """Add ``robust`` ({"clean": acc, "fgsm@0.1": acc, ...}) to each ``(role, metrics entry, model)``."""
     for _, entry, model in models:
         entry["robust"] = robust_accuracy(model, datamodule.eval_loader("test"), attacks, seed=cfg.seed)
     if cfg.get("logger"):
         logger = build(cfg.logger, "logger", version="robustness")
-        logger.log_metrics({f"robust/{role}/{key}": acc for role, entry, _ in models
-                            for key, acc in entry["robust"].items()})
+        logger.log_metrics(
+            {f"robust/{role}/{key}": acc for role, entry, _ in models for key, acc in entry["robust"].items()}
+        )
         logger.finalize("success")

@@ -62,6 +62,7 @@ class AdversarialLoss(CompositeLoss):
         if attack is None:
             raise ConfigError("attack", None, "a loss with terms on perturbed inputs needs an attack (fgsm or pgd)")
         if not any(getattr(t, "perturbs", False) for t in self.terms.values()):
-            raise ConfigError("terms", sorted(self.terms), "has no term on perturbed inputs (OnPerturbed): use a "
-                              "plain loss instead")
+            raise ConfigError(
+                "terms", sorted(self.terms), "has no term on perturbed inputs (OnPerturbed): use a plain loss instead"
+            )
         self.attack = attack

@@ -1,6 +1,6 @@
 """A weighted sum of loss terms that also returns each term, for ``train/loss/<name>``.
 
-    L = sum_i w_i * L_i(student_out, teacher_out, batch)
+L = sum_i w_i * L_i(student_out, teacher_out, batch)
 """
 
 from __future__ import annotations

@@ -61,8 +61,15 @@ class DKD(nn.Module, TeacherChoice):
     needs: frozenset[str] = frozenset()
     reads_labels = True  # the target class splits the distribution: every sample needs its label
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, teacher: int | None = None,
-                 combine: str = "mean", teacher_weights: list[float] | None = None):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 8.0,
+        temperature: float = 4.0,
+        teacher: int | None = None,
+        combine: str = "mean",
+        teacher_weights: list[float] | None = None,
+    ):
         nn.Module.__init__(self)
         TeacherChoice.__init__(self, teacher, combine, teacher_weights)
         self.alpha = check_number("alpha", alpha, low=0)

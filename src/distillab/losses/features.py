@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distillab.core.config import ConfigError, check_choice, check_int
-from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.layer_map import layer_pairs
+from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherOut
 from distillab.models.output import EncoderShape, ModelOutput
 
@@ -49,7 +49,7 @@ def attention_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) 
 def attention_kl(student: Tensor, teacher: Tensor, mask: Tensor | None = None, eps: float = 1e-12) -> Tensor:
     """MiniLM (Wang et al. 2020): KL(A_t || A_s) per query row, averaged over heads and real queries.
 
-        KL = sum_k A_t[k] (log A_t[k] - log A_s[k])
+    KL = sum_k A_t[k] (log A_t[k] - log A_s[k])
     """
     student, teacher = _same_heads(student, teacher)
     kl = (torch.xlogy(teacher, teacher) - teacher * torch.log(student.clamp_min(eps))).sum(-1)  # [b, h, q]
@@ -78,8 +78,12 @@ class _LayerTerm(nn.Module):
             raise ConfigError("teacher", self.teacher, f"must be < the number of teachers ({len(teachers)})")
         teacher = teachers[self.teacher]
         if student.tokens and teacher.tokens and student.tokens != teacher.tokens:
-            raise ConfigError("layers", self.layers, f"needs the same sequence length in student ({student.tokens} "
-                              f"tokens) and teacher ({teacher.tokens}); use the same patch_size")
+            raise ConfigError(
+                "layers",
+                self.layers,
+                f"needs the same sequence length in student ({student.tokens} "
+                f"tokens) and teacher ({teacher.tokens}); use the same patch_size",
+            )
         self.pairs = layer_pairs(self.layers, student.num_layers, teacher.num_layers, self.allow_embeddings)
 
     def teacher_tensors(self) -> frozenset[str]:
@@ -123,8 +127,10 @@ class HiddenStateLoss(_LayerTerm):
             raise RuntimeError("HiddenStateLoss.setup() was not called with the student and teacher shapes")
         teacher_states, mask = self.teacher_output(teacher_out).hidden_states, token_mask(batch)
         distance = self.METRICS[self.metric]
-        losses = [distance(proj(student_out.hidden_states[i]), upcast(teacher_states[j]), mask)
-                  for proj, (i, j) in zip(self.projections, self.pairs)]
+        losses = [
+            distance(proj(student_out.hidden_states[i]), upcast(teacher_states[j]), mask)
+            for proj, (i, j) in zip(self.projections, self.pairs)
+        ]
         return torch.stack(losses).mean()
 
 

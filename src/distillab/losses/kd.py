@@ -28,7 +28,9 @@ def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) ->
     return masked_mean(per_position.view(labels.shape), mask)
 
 
-def kl_to_target(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+def kl_to_target(
+    student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None
+) -> Tensor:
     """T^2 * KL(p || softmax(s/T)) for a target distribution given as log p."""
     log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
     # 0 * log 0 = 0: a class the teacher rules out (log p = -inf, e.g. a masked vocabulary
@@ -52,7 +54,9 @@ def soft_target_kl(
     return kl_to_target(student_logits, F.log_softmax(upcast(teacher_logits) / temperature, -1), temperature, mask)
 
 
-def soft_target_ce(student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+def soft_target_ce(
+    student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None
+) -> Tensor:
     """Soft-target cross-entropy (Hinton et al. 2015; the prediction loss of TinyBERT and DistilBERT):
 
         L = -T^2 * sum_c p_c log softmax(s/T)_c
@@ -68,7 +72,7 @@ def soft_target_ce(student_logits: Tensor, teacher_log_probs: Tensor, temperatur
 def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:
     """Logit matching (Ba & Caruana 2014, "Do Deep Nets Really Need to be Deep?"):
 
-        L = mean_c (s_c - t_c)^2
+    L = mean_c (s_c - t_c)^2
     """
     return masked_mean((upcast(student_logits) - upcast(teacher_logits)).pow(2).mean(-1), mask)
 
@@ -91,8 +95,13 @@ class SoftTargetKL(nn.Module, TeacherChoice):
 
     needs: frozenset[str] = frozenset()
 
-    def __init__(self, temperature: float = 4.0, teacher: int | None = None, combine: str = "mean",
-                 teacher_weights: list[float] | None = None):
+    def __init__(
+        self,
+        temperature: float = 4.0,
+        teacher: int | None = None,
+        combine: str = "mean",
+        teacher_weights: list[float] | None = None,
+    ):
         nn.Module.__init__(self)
         TeacherChoice.__init__(self, teacher, combine, teacher_weights)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
@@ -132,8 +141,13 @@ class HintonKD(CompositeLoss):
     Logged parts: ``kd`` and ``ce``.
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9, combine: str = "mean",
-                 teacher_weights: list[float] | None = None):
+    def __init__(
+        self,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        combine: str = "mean",
+        teacher_weights: list[float] | None = None,
+    ):
         alpha = check_number("alpha", alpha, low=0, high=1)
         kd = SoftTargetKL(temperature, None, combine, teacher_weights)
         super().__init__({"kd": kd, "ce": CrossEntropy()}, {"kd": alpha, "ce": 1 - alpha})

@@ -17,14 +17,18 @@ from typing import Any
 from distillab.core.config import ConfigError
 
 
-def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embeddings: bool = True) -> list[tuple[int, int]]:
+def layer_pairs(
+    spec: Any, student_layers: int, teacher_layers: int, allow_embeddings: bool = True
+) -> list[tuple[int, int]]:
     if spec == "uniform":
         return [(i, -(-i * teacher_layers // student_layers)) for i in range(1, student_layers + 1)]
     if spec == "last":
         return [(student_layers, teacher_layers)]
     low = 0 if allow_embeddings else 1
-    allowed = (f"must be 'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
-               f"{low}..{student_layers} and teacher in {low}..{teacher_layers}")
+    allowed = (
+        f"must be 'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
+        f"{low}..{student_layers} and teacher in {low}..{teacher_layers}"
+    )
     if isinstance(spec, str) or not hasattr(spec, "__iter__"):
         raise ConfigError("layers", spec, allowed)
     pairs = []
@@ -34,11 +38,17 @@ def layer_pairs(spec: Any, student_layers: int, teacher_layers: int, allow_embed
         except (TypeError, ValueError):
             raise ConfigError("layers", _plain(spec), allowed) from None
         if not low <= s <= student_layers:
-            raise ConfigError("layers", _plain(spec), f"[{s}, {t}] names student layer {s}, which is not in "
-                              f"{low}..{student_layers}; {allowed}")
+            raise ConfigError(
+                "layers",
+                _plain(spec),
+                f"[{s}, {t}] names student layer {s}, which is not in {low}..{student_layers}; {allowed}",
+            )
         if not low <= t <= teacher_layers:
-            raise ConfigError("layers", _plain(spec), f"[{s}, {t}] names teacher layer {t}, which is not in "
-                              f"{low}..{teacher_layers}; {allowed}")
+            raise ConfigError(
+                "layers",
+                _plain(spec),
+                f"[{s}, {t}] names teacher layer {t}, which is not in {low}..{teacher_layers}; {allowed}",
+            )
         pairs.append((s, t))
     if not pairs:
         raise ConfigError("layers", _plain(spec), allowed)

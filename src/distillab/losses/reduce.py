@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from distillab.core.numerics import upcast  # noqa: F401  (re-exported: every loss reads it from here)

@@ -73,8 +73,9 @@ class TeacherChoice:
             weights = torch.tensor(self.teacher_weights, dtype=log_ps.dtype, device=log_ps.device)
             log_w = weights.log().view(-1, *[1] * (log_ps.dim() - 1))
         else:
-            log_w = torch.full((len(outs),) + (1,) * (log_ps.dim() - 1), -math.log(len(outs)), dtype=log_ps.dtype,
-                               device=log_ps.device)
+            log_w = torch.full(
+                (len(outs),) + (1,) * (log_ps.dim() - 1), -math.log(len(outs)), dtype=log_ps.dtype, device=log_ps.device
+            )
         return torch.logsumexp(log_w + log_ps, dim=0)
 
     def logits(self, teacher_out: TeacherOut) -> Tensor:
@@ -84,4 +85,3 @@ class TeacherChoice:
             return outs[0].logits
         weights = self.teacher_weights or [1 / len(outs)] * len(outs)
         return sum(w * o.logits for w, o in zip(weights, outs))
-

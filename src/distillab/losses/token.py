@@ -93,8 +93,14 @@ def _skew_reverse_kl_rows(log_p: Tensor, log_q: Tensor, alpha: float) -> Tensor:
 # ---- the divergences --------------------------------------------------------------------
 
 
-def forward_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-               mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+def forward_kl(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    chunk: int = 1024,
+) -> Tensor:
     """Forward KL (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
 
         L = T^2 * KL(p || q) = T^2 * sum_v p_v (log p_v - log q_v),   p teacher, q student
@@ -104,8 +110,14 @@ def forward_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: floa
     return divergence(_forward_kl_rows, student_logits, teacher, temperature, mask, chunk)
 
 
-def reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-               mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+def reverse_kl(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    chunk: int = 1024,
+) -> Tensor:
     """Reverse KL (Gu et al. 2024, "MiniLLM: Knowledge Distillation of Large Language Models", ICLR):
 
         L = T^2 * KL(q || p) = T^2 * sum_v q_v (log q_v - log p_v)
@@ -117,8 +129,15 @@ def reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: floa
     return divergence(_reverse_kl_rows, student_logits, teacher, temperature, mask, chunk)
 
 
-def generalized_jsd(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-                    mask: Tensor | None = None, *, beta: float = 0.5, chunk: int = 1024) -> Tensor:
+def generalized_jsd(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    beta: float = 0.5,
+    chunk: int = 1024,
+) -> Tensor:
     """Generalised Jensen-Shannon divergence (Agarwal et al. 2024, "On-Policy Distillation of
     Language Models: Learning from Self-Generated Mistakes" (GKD), ICLR; after Huszár 2015),
     with P = p the teacher and Q = q the student, as in the paper's D(p_T || p_S):
@@ -141,8 +160,14 @@ def generalized_jsd(student_logits: Tensor, teacher: Tensor | TopK, temperature:
     return divergence(partial(_jsd_rows, beta=beta), student_logits, teacher, temperature, mask, chunk)
 
 
-def total_variation(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-                    mask: Tensor | None = None, *, chunk: int = 1024) -> Tensor:
+def total_variation(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    chunk: int = 1024,
+) -> Tensor:
     """Total variation distance (as a distillation loss: Wen et al. 2023, "f-Divergence
     Minimization for Sequence-Level Knowledge Distillation", ACL):
 
@@ -151,8 +176,15 @@ def total_variation(student_logits: Tensor, teacher: Tensor | TopK, temperature:
     return divergence(_tv_rows, student_logits, teacher, temperature, mask, chunk)
 
 
-def skew_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-            mask: Tensor | None = None, *, alpha: float = 0.1, chunk: int = 1024) -> Tensor:
+def skew_kl(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    alpha: float = 0.1,
+    chunk: int = 1024,
+) -> Tensor:
     """α-skew KL (Ko et al. 2024, "DistiLLM: Towards Streamlined Distillation for Large Language
     Models", ICML; default α = 0.1 as there), p teacher, q student:
 
@@ -164,8 +196,15 @@ def skew_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float =
     return divergence(partial(_skew_kl_rows, alpha=alpha), student_logits, teacher, temperature, mask, chunk)
 
 
-def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-                    mask: Tensor | None = None, *, alpha: float = 0.1, chunk: int = 1024) -> Tensor:
+def skew_reverse_kl(
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    alpha: float = 0.1,
+    chunk: int = 1024,
+) -> Tensor:
     """α-skew reverse KL (Ko et al. 2024, DistiLLM, ICML), p teacher, q student:
 
         SRKL_α(p, q) = KL(q || (1 - α) p + α q),   L = T^2 * SRKL_α(p, q)
@@ -180,13 +219,28 @@ def skew_reverse_kl(student_logits: Tensor, teacher: Tensor | TopK, temperature:
 def rows_of(kind: str, beta: float = 0.5, alpha: float = 0.1) -> Rows:
     """The per-row divergence named ``kind``, on (log p, log q)."""
     knob = {"jsd": {"beta": beta}, "skew_kl": {"alpha": alpha}, "skew_reverse_kl": {"alpha": alpha}}.get(kind, {})
-    fn = {"forward_kl": _forward_kl_rows, "reverse_kl": _reverse_kl_rows, "jsd": _jsd_rows, "tv": _tv_rows,
-          "skew_kl": _skew_kl_rows, "skew_reverse_kl": _skew_reverse_kl_rows}[kind]
+    fn = {
+        "forward_kl": _forward_kl_rows,
+        "reverse_kl": _reverse_kl_rows,
+        "jsd": _jsd_rows,
+        "tv": _tv_rows,
+        "skew_kl": _skew_kl_rows,
+        "skew_reverse_kl": _skew_reverse_kl_rows,
+    }[kind]
     return partial(fn, **knob)
 
 
-def divergence_and_ce(kind: str, student_logits: Tensor, teacher: TopK, labels: Tensor, mask: Tensor | None,
-                      label_keep: Tensor | None, *, beta: float = 0.5, alpha: float = 0.1) -> tuple[Tensor, Tensor]:
+def divergence_and_ce(
+    kind: str,
+    student_logits: Tensor,
+    teacher: TopK,
+    labels: Tensor,
+    mask: Tensor | None,
+    label_keep: Tensor | None,
+    *,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+) -> tuple[Tensor, Tensor]:
     """(divergence at T = 1, next-token CE) from one pass over the vocabulary: the divergence
     averaged over ``mask``, CE = -log q(label) averaged over ``label_keep`` (positions with a
     label the student may learn). Equal to :func:`token_divergence` and a CE term computed apart."""
@@ -195,17 +249,28 @@ def divergence_and_ce(kind: str, student_logits: Tensor, teacher: TopK, labels: 
     total, log_label, rows = bucket_sum(rows_of(kind, beta, alpha), student_logits, teacher, 1.0, keep, labels)
     n = log_label.shape[0]
     divergence = total / max(n, 1)
-    weights = torch.ones(n, dtype=log_label.dtype, device=log_label.device) if label_keep is None else \
-        label_keep.to(torch.bool).expand(lead).reshape(-1).to(log_label.dtype)
+    weights = (
+        torch.ones(n, dtype=log_label.dtype, device=log_label.device)
+        if label_keep is None
+        else label_keep.to(torch.bool).expand(lead).reshape(-1).to(log_label.dtype)
+    )
     if label_keep is not None and rows is not None:
         weights = weights[rows]
     ce = -(log_label * weights).sum() / weights.sum().clamp_min(1)
     return divergence, ce
 
 
-def token_divergence(kind: str, student_logits: Tensor, teacher: Tensor | TopK, temperature: float = 1.0,
-                     mask: Tensor | None = None, *, beta: float = 0.5, alpha: float = 0.1,
-                     chunk: int = 1024) -> Tensor:
+def token_divergence(
+    kind: str,
+    student_logits: Tensor,
+    teacher: Tensor | TopK,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+    *,
+    beta: float = 0.5,
+    alpha: float = 0.1,
+    chunk: int = 1024,
+) -> Tensor:
     """The divergence named ``kind`` (one of :data:`KINDS`); β is read by jsd, α by the skew kinds."""
     return divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)
 
@@ -229,31 +294,45 @@ class TokenDivergence(nn.Module):
 
     needs: frozenset[str] = frozenset()
 
-    def __init__(self, kind: str = "forward_kl", temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1,
-                 chunk: int = 1024, ce_weight: float = 0.0):
+    def __init__(
+        self,
+        kind: str = "forward_kl",
+        temperature: float = 1.0,
+        beta: float = 0.5,
+        alpha: float = 0.1,
+        chunk: int = 1024,
+        ce_weight: float = 0.0,
+    ):
         super().__init__()
         self.kind = check_choice("kind", kind, KINDS)
         self.ce_weight = check_number("ce_weight", ce_weight, low=0)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
         self.beta = check_number("beta", beta, low=0, high=1)
         if kind == "jsd" and self.beta in (0.0, 1.0):
-            raise ConfigError("beta", beta, "must be > 0 and < 1 with kind=jsd (at 0 and 1 the divergence is 0 for "
-                                            "every student; for its limits use kind=forward_kl or reverse_kl)")
+            raise ConfigError(
+                "beta",
+                beta,
+                "must be > 0 and < 1 with kind=jsd (at 0 and 1 the divergence is 0 for "
+                "every student; for its limits use kind=forward_kl or reverse_kl)",
+            )
         self.alpha = check_number("alpha", alpha, low=0, high=1)
         if kind in ("skew_kl", "skew_reverse_kl") and self.alpha == 1.0:
-            raise ConfigError("alpha", alpha,
-                              f"must be < 1 with kind={kind} (at 1 the divergence is 0 for every student)")
+            raise ConfigError(
+                "alpha", alpha, f"must be < 1 with kind={kind} (at 1 the divergence is 0 for every student)"
+            )
         self.chunk = check_int("chunk", chunk, low=1)
 
     def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
         teacher = _one_teacher(teacher_out)
         logits, mask = student_out.logits, batch.get("mask")
         if self.ce_weight and isinstance(teacher, TopK) and self.temperature == 1:
-            divergence, ce = divergence_and_ce(self.kind, logits, teacher, batch["labels"], mask, label_mask(batch),
-                                               beta=self.beta, alpha=self.alpha)
+            divergence, ce = divergence_and_ce(
+                self.kind, logits, teacher, batch["labels"], mask, label_mask(batch), beta=self.beta, alpha=self.alpha
+            )
             return divergence + self.ce_weight * ce
-        divergence = token_divergence(self.kind, logits, teacher, self.temperature, mask, beta=self.beta,
-                                      alpha=self.alpha, chunk=self.chunk)
+        divergence = token_divergence(
+            self.kind, logits, teacher, self.temperature, mask, beta=self.beta, alpha=self.alpha, chunk=self.chunk
+        )
         if not self.ce_weight:
             return divergence
         return divergence + self.ce_weight * cross_entropy(logits, batch["labels"], label_mask(batch))
@@ -283,6 +362,9 @@ def token_temperature(loss: nn.Module) -> float | None:
     refused."""
     temperatures = {term.temperature for term in _token_terms(loss)}
     if len(temperatures) > 1:
-        raise ConfigError("loss.terms", sorted(temperatures), "token terms at different temperatures; a top-k cache "
-                          "holds the teacher at one temperature")
+        raise ConfigError(
+            "loss.terms",
+            sorted(temperatures),
+            "token terms at different temperatures; a top-k cache holds the teacher at one temperature",
+        )
     return next(iter(temperatures), None)

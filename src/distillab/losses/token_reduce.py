@@ -29,8 +29,14 @@ def _chunk_sum(per_row: Rows, student: Tensor, teacher: Tensor | TopK, temperatu
     return per_row(log_p, log_q).sum()
 
 
-def bucket_sum(per_row: Rows, student_logits: Tensor, teacher: TopK, temperature: float, keep: Tensor | None,
-                labels: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def bucket_sum(
+    per_row: Rows,
+    student_logits: Tensor,
+    teacher: TopK,
+    temperature: float,
+    keep: Tensor | None,
+    labels: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """A top-k teacher: the divergence summed over the kept positions, on k + 1 buckets, the
     student's log-probabilities from :func:`bucket_log_probs` (one softmax pass, no autograd
     graph over V); with ``labels``, also each kept position's log q(label) and which rows those are."""
@@ -54,8 +60,9 @@ class _ChunkedSum(torch.autograd.Function):
     which backward hands out: autograd never holds more than one chunk's graph."""
 
     @staticmethod
-    def forward(ctx: Any, student: Tensor, per_row: Rows, teacher: Tensor | TopK, chunks: list[Positions],
-                temperature: float) -> Tensor:
+    def forward(
+        ctx: Any, student: Tensor, per_row: Rows, teacher: Tensor | TopK, chunks: list[Positions], temperature: float
+    ) -> Tensor:
         ctx.grad = torch.zeros_like(student)
         total = 0
         for positions in chunks:
@@ -71,8 +78,10 @@ class _ChunkedSum(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.grad is None:
-            raise RuntimeError("a token divergence's gradient was already handed out: backward through it "
-                               "once per forward (retain_graph is not supported)")
+            raise RuntimeError(
+                "a token divergence's gradient was already handed out: backward through it "
+                "once per forward (retain_graph is not supported)"
+            )
         grad, ctx.grad = ctx.grad.mul_(grad_out), None  # in place: no second logits-sized tensor
         return grad, None, None, None, None
 
@@ -80,18 +89,25 @@ class _ChunkedSum(torch.autograd.Function):
 def _check_shapes(student_logits: Tensor, teacher: Tensor | TopK) -> None:
     lead = student_logits.shape[:-1]
     if isinstance(teacher, TopK):
-        if teacher.indices.shape[:-1] != lead or teacher.log_probs.shape != teacher.indices.shape \
-                or teacher.tail.shape != lead:
-            raise ValueError(f"TopK indices {tuple(teacher.indices.shape)}, log_probs {tuple(teacher.log_probs.shape)} "
-                             f"and tail {tuple(teacher.tail.shape)} do not fit student logits "
-                             f"{tuple(student_logits.shape)}")
+        if (
+            teacher.indices.shape[:-1] != lead
+            or teacher.log_probs.shape != teacher.indices.shape
+            or teacher.tail.shape != lead
+        ):
+            raise ValueError(
+                f"TopK indices {tuple(teacher.indices.shape)}, log_probs {tuple(teacher.log_probs.shape)} "
+                f"and tail {tuple(teacher.tail.shape)} do not fit student logits "
+                f"{tuple(student_logits.shape)}"
+            )
     elif teacher.shape != student_logits.shape:
-        raise ValueError(f"teacher logits {tuple(teacher.shape)} and student logits {tuple(student_logits.shape)} "
-                         "differ in shape")
+        raise ValueError(
+            f"teacher logits {tuple(teacher.shape)} and student logits {tuple(student_logits.shape)} differ in shape"
+        )
 
 
-def divergence(per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, temperature: float,
-                mask: Tensor | None, chunk: int) -> Tensor:
+def divergence(
+    per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, temperature: float, mask: Tensor | None, chunk: int
+) -> Tensor:
     """T^2 * mean over the kept positions of per_row(log p, log q), ``chunk`` positions at a time.
 
     The kept positions are listed as indices (no copy of the logits, whatever their strides:
@@ -99,8 +115,11 @@ def divergence(per_row: Rows, student_logits: Tensor, teacher: Tensor | TopK, te
     """
     _check_shapes(student_logits, teacher)
     lead = student_logits.shape[:-1]
-    keep = torch.ones(lead, dtype=torch.bool, device=student_logits.device) if mask is None \
+    keep = (
+        torch.ones(lead, dtype=torch.bool, device=student_logits.device)
+        if mask is None
         else mask.to(torch.bool).expand(lead)
+    )
     kept = keep.nonzero()  # [n, len(lead)]
     n = kept.shape[0]
     if n == 0:

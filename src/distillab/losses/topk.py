@@ -4,7 +4,6 @@ What the token-level divergences (token.py) and a top-k teacher cache read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,9 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from distillab.core.config import check_int, check_number
 from distillab.losses.reduce import upcast
-from distillab.models.topk import TopK, sampled_of, topk_of
+from distillab.models.topk import TopK
 
 Positions = tuple[Tensor, ...]  # one index tensor per leading axis: x[positions] is [n, ...]
 
@@ -82,8 +80,10 @@ class _BucketLogProbs(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.q is None:
-            raise RuntimeError("a top-k divergence's gradient was already handed out: backward through it once "
-                               "per forward (retain_graph is not supported)")
+            raise RuntimeError(
+                "a top-k divergence's gradient was already handed out: backward through it once "
+                "per forward (retain_graph is not supported)"
+            )
         ids, log_ids, rest = ctx.saved_tensors
         q, ctx.q, k = ctx.q, None, ctx.k
         g_ids, g_rest = grad[:, :-1], grad[:, -1]
@@ -98,8 +98,9 @@ class _BucketLogProbs(torch.autograd.Function):
         return out.to(ctx.dtype), None, None
 
 
-def bucket_log_probs(student: Tensor, teacher: TopK, temperature: float,
-                     labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+def bucket_log_probs(
+    student: Tensor, teacher: TopK, temperature: float, labels: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """(log p, log q) over the teacher's k + 1 buckets for rows of student logits [n, V], with
     one logits-sized buffer (the softmax that becomes the gradient); with ``labels`` [n] (at
     T = 1), also the student's log q of each label from the same pass (a CE's input)."""

@@ -55,24 +55,48 @@ def build_causal_lm(
     check_number("dropout", dropout, low=0, high=1, high_open=True)
     check_choice("tie_embeddings", tie_embeddings, (True, False))
     if hidden_size % num_heads:
-        raise ConfigError("num_heads", num_heads, f"must divide hidden_size={hidden_size} (each head gets "
-                          "hidden_size / num_heads)")
+        raise ConfigError(
+            "num_heads", num_heads, f"must divide hidden_size={hidden_size} (each head gets hidden_size / num_heads)"
+        )
     if architecture == "gpt2":
         inner = check_int("intermediate_size", intermediate_size, low=1) if intermediate_size else 4 * hidden_size
-        config = GPT2Config(vocab_size=vocab_size, n_positions=context, n_embd=hidden_size, n_layer=num_layers,
-                            n_head=num_heads, n_inner=inner, resid_pdrop=dropout, embd_pdrop=dropout,
-                            attn_pdrop=dropout, tie_word_embeddings=tie_embeddings, bos_token_id=eos_token_id,
-                            eos_token_id=eos_token_id)
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=context,
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            n_inner=inner,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
+            tie_word_embeddings=tie_embeddings,
+            bos_token_id=eos_token_id,
+            eos_token_id=eos_token_id,
+        )
         return TransformerClassifier(GPT2LMHeadModel(config), "input_ids")
     kv = check_int("num_kv_heads", num_kv_heads, low=1) if num_kv_heads else num_heads
     if num_heads % kv:
         raise ConfigError("num_kv_heads", kv, f"must divide num_heads={num_heads} (grouped-query attention)")
-    inner = (check_int("intermediate_size", intermediate_size, low=1) if intermediate_size
-             else -(-8 * hidden_size // 3 // 32) * 32)
-    config = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=context, hidden_size=hidden_size,
-                         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=kv,
-                         intermediate_size=inner, attention_dropout=dropout, tie_word_embeddings=tie_embeddings,
-                         bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=None)
+    inner = (
+        check_int("intermediate_size", intermediate_size, low=1)
+        if intermediate_size
+        else -(-8 * hidden_size // 3 // 32) * 32
+    )
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=context,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=kv,
+        intermediate_size=inner,
+        attention_dropout=dropout,
+        tie_word_embeddings=tie_embeddings,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=None,
+    )
     return TransformerClassifier(LlamaForCausalLM(config), "input_ids")
 
 
@@ -83,18 +107,24 @@ def _from_folder(folder: str, vocab_size: int, context: int) -> TransformerClass
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     c = model.config
     if c.vocab_size < vocab_size:
-        raise ConfigError("pretrained", folder, f"has a vocabulary of {c.vocab_size} tokens; the data's tokenizer "
-                          f"has {vocab_size}")
+        raise ConfigError(
+            "pretrained", folder, f"has a vocabulary of {c.vocab_size} tokens; the data's tokenizer has {vocab_size}"
+        )
     positions = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
     if positions is not None and positions < context:
         raise ConfigError("pretrained", folder, f"holds {positions} positions; the data's blocks are {context} long")
     return TransformerClassifier(model, "input_ids")
 
 
-def check_same_vocabulary(teacher: TransformerClassifier, student: TransformerClassifier,
-                          key: str = "model.student") -> None:
+def check_same_vocabulary(
+    teacher: TransformerClassifier, student: TransformerClassifier, key: str = "model.student"
+) -> None:
     """Token-level distillation compares distributions over one vocabulary: both models must have it."""
     t, s = teacher.model.config.vocab_size, student.model.config.vocab_size
     if t != s:
-        raise ConfigError(key, f"vocab_size={s}", f"must equal the teacher's vocabulary ({t} tokens): token-level "
-                          "losses compare the two next-token distributions position by position")
+        raise ConfigError(
+            key,
+            f"vocab_size={s}",
+            f"must equal the teacher's vocabulary ({t} tokens): token-level "
+            "losses compare the two next-token distributions position by position",
+        )

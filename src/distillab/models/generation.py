@@ -47,14 +47,22 @@ def continue_sequences(
     # The last new token is never fed back, so the model reads at most P + n - 1 positions
     # (a block of L inputs is continued to its L + 1 tokens: inputs and their next-token labels).
     if context is not None and length + new_tokens - 1 > context:
-        raise ConfigError("new_tokens", new_tokens, f"a prompt of {length} tokens + {new_tokens} new tokens = "
-                          f"{length + new_tokens} needs {length + new_tokens - 1} positions, more than the model's "
-                          f"context of {context}")
+        raise ConfigError(
+            "new_tokens",
+            new_tokens,
+            f"a prompt of {length} tokens + {new_tokens} new tokens = "
+            f"{length + new_tokens} needs {length + new_tokens - 1} positions, more than the model's "
+            f"context of {context}",
+        )
     config = model.model.config
     # eos_token_id=None: no stop token (min_new_tokens would instead forbid EOS, changing the distribution);
     # pad_token_id set so that generate does not warn on every call.
-    options: dict[str, Any] = {"max_new_tokens": new_tokens, "do_sample": sample, "eos_token_id": None,
-                               "pad_token_id": config.eos_token_id or 0}
+    options: dict[str, Any] = {
+        "max_new_tokens": new_tokens,
+        "do_sample": sample,
+        "eos_token_id": None,
+        "pad_token_id": config.eos_token_id or 0,
+    }
     if sample:
         # top_k=0 explicitly: left unset, transformers applies its default top_k=50.
         options.update(temperature=temperature, top_k=top_k or 0, top_p=1.0)
@@ -92,8 +100,9 @@ def sample_generations(
     context = _context(model)
     keep = context - new_tokens if context is not None else None
     if keep is not None and keep < 1:
-        raise ConfigError("new_tokens", new_tokens, f"leaves no room for a prompt in the model's context "
-                          f"of {context} positions")
+        raise ConfigError(
+            "new_tokens", new_tokens, f"leaves no room for a prompt in the model's context of {context} positions"
+        )
     device = next(model.parameters()).device
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     # An empty prompt starts a new document: the end-of-text token is what precedes one in training.
@@ -112,8 +121,10 @@ def sample_generations(
             greedy = continue_sequences(model, ids, new_tokens, sample=False)
             sampled = continue_sequences(model, ids, new_tokens, temperature=temperature, top_k=top_k)
             # Special tokens kept, so that an end-of-text the model emits shows where it ended a document.
-            new = [tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=False)
-                   for out in (greedy, sampled)]
+            new = [
+                tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=False)
+                for out in (greedy, sampled)
+            ]
             rows.append({"prompt": prompt, "greedy": new[0], "sampled": new[1]})
     return rows
 
@@ -127,8 +138,11 @@ def format_generations(rows: list[dict[str, str]], title: str) -> str:
     """A Markdown section: ``### title``, then each prompt with its greedy and sampled text."""
     lines = [f"### {title}", ""]
     for row in rows:
-        lines += [f'- "{_inline(row["prompt"])}"', f"  - greedy: {_inline(row['greedy'])}",
-                  f"  - sampled: {_inline(row['sampled'])}"]
+        lines += [
+            f'- "{_inline(row["prompt"])}"',
+            f"  - greedy: {_inline(row['greedy'])}",
+            f"  - sampled: {_inline(row['sampled'])}",
+        ]
     if not rows:
         lines.append("(no prompts)")
     return "\n".join(lines) + "\n"

@@ -32,18 +32,26 @@ def teacher_layers_for(spec: Any, k: int, student_layers: int, teacher_layers: i
     else:
         layers = [check_int(f"layers[{i}]", v, low=0) for i, v in enumerate(spec)]
     if len(layers) != student_layers or max(layers) >= teacher_layers:
-        raise ConfigError("layers", layers, f"needs {student_layers} teacher layer indices (the student's depth), "
-                          f"each in 0..{teacher_layers - 1}")
+        raise ConfigError(
+            "layers",
+            layers,
+            f"needs {student_layers} teacher layer indices (the student's depth), each in 0..{teacher_layers - 1}",
+        )
     return layers
 
 
-def check_init_from_teacher(student: TransformerClassifier, teacher: TransformerClassifier, spec: Any, k: int) -> list[int]:
+def check_init_from_teacher(
+    student: TransformerClassifier, teacher: TransformerClassifier, spec: Any, k: int
+) -> list[int]:
     """Validate before anything trains; returns the layer list."""
     s, t = student.shape, teacher.shape
     for field in ("hidden_size", "intermediate_size", "num_heads", "tokens"):
         if getattr(s, field) != getattr(t, field):
-            raise ConfigError("from_teacher", True, f"needs model.student.{field}={getattr(s, field)} to equal "
-                              f"model.teacher's {getattr(t, field)}")
+            raise ConfigError(
+                "from_teacher",
+                True,
+                f"needs model.student.{field}={getattr(s, field)} to equal model.teacher's {getattr(t, field)}",
+            )
     if type(student.model) is not type(teacher.model):
         raise ConfigError("from_teacher", True, "needs student and teacher of the same model class")
     return teacher_layers_for(spec, k, s.num_layers, t.num_layers)

@@ -19,8 +19,9 @@ from distillab.models.output import EncoderShape, ModelOutput
 
 
 class MLPClassifier(nn.Module):
-    def __init__(self, in_features: int, hidden_sizes: Sequence[int], num_labels: int, dropout: float,
-                 input_dropout: float):
+    def __init__(
+        self, in_features: int, hidden_sizes: Sequence[int], num_labels: int, dropout: float, input_dropout: float
+    ):
         super().__init__()
         sizes = [in_features, *hidden_sizes]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
@@ -39,7 +40,9 @@ class MLPClassifier(nn.Module):
 
     def forward(self, inputs: Tensor, hidden_states: bool = False, attentions: bool = False) -> ModelOutput:
         if attentions:
-            raise ConfigError("loss", "attention transfer", "an MLP has no attention maps; use logit or hidden-state terms")
+            raise ConfigError(
+                "loss", "attention transfer", "an MLP has no attention maps; use logit or hidden-state terms"
+            )
         h = torch.flatten(inputs, 1)
         states = [h]
         h = self.input_dropout(h)

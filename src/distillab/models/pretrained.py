@@ -42,17 +42,24 @@ def resolve_pretrained(pretrained: Any) -> Path:
         raise ConfigError("pretrained", pretrained, "must be a local folder or package:<module>/<subfolder>")
     text = str(pretrained)
     if text.startswith(PACKAGE_PREFIX):
-        module, _, sub = text[len(PACKAGE_PREFIX):].partition("/")
+        module, _, sub = text[len(PACKAGE_PREFIX) :].partition("/")
         spec = importlib.util.find_spec(module) if module.isidentifier() else None
         if spec is None or not spec.submodule_search_locations:
-            raise ConfigError("pretrained", text, f"the Python package {module!r} is not installed: "
-                              f"pip install {module.replace('_', '-')} (or pip install -e '.[pretrained]')")
+            raise ConfigError(
+                "pretrained",
+                text,
+                f"the Python package {module!r} is not installed: "
+                f"pip install {module.replace('_', '-')} (or pip install -e '.[pretrained]')",
+            )
         folder = Path(next(iter(spec.submodule_search_locations))) / sub
     else:
         folder = Path(text).expanduser()
     if not (folder / "config.json").is_file():
-        raise ConfigError("pretrained", text, f"must be a local folder holding an HF config.json and weights "
-                          f"(no {folder / 'config.json'})")
+        raise ConfigError(
+            "pretrained",
+            text,
+            f"must be a local folder holding an HF config.json and weights (no {folder / 'config.json'})",
+        )
     return folder.resolve()
 
 
@@ -88,22 +95,33 @@ def _check_matches_data(config: PretrainedConfig, pretrained: str, data: dict[st
     if getattr(config, "image_size", None) is not None and "vocab_size" not in config.to_dict():
         for key in ("image_size", "num_channels"):
             if key in data and data[key] != getattr(config, key):
-                raise ConfigError("pretrained", pretrained, f"is a model for {key}={getattr(config, key)}; "
-                                  f"the data has {data[key]}")
+                raise ConfigError(
+                    "pretrained", pretrained, f"is a model for {key}={getattr(config, key)}; the data has {data[key]}"
+                )
         return "pixel_values"
     vocab, length = data.get("vocab_size"), data.get("max_length")
     if vocab is not None and vocab != config.vocab_size:
-        raise ConfigError("pretrained", pretrained, f"has a vocabulary of {config.vocab_size} tokens, the data's "
-                          f"tokenizer {vocab}: the folder has no tokenizer.json to share, so the data trained "
-                          "its own; give the model a folder with its tokenizer")
+        raise ConfigError(
+            "pretrained",
+            pretrained,
+            f"has a vocabulary of {config.vocab_size} tokens, the data's "
+            f"tokenizer {vocab}: the folder has no tokenizer.json to share, so the data trained "
+            "its own; give the model a folder with its tokenizer",
+        )
     positions = getattr(config, "max_position_embeddings", None)
     if length is not None and positions is not None and length > positions:
         raise ConfigError("pretrained", pretrained, f"reads at most {positions} positions; data.max_length={length}")
     return "input_ids"
 
 
-def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = None, load_weights: bool = True,
-                    dropout: float | None = None, **data: Any) -> TransformerClassifier:
+def build_pretrained(
+    pretrained: str,
+    num_labels: int,
+    num_layers: int | None = None,
+    load_weights: bool = True,
+    dropout: float | None = None,
+    **data: Any,
+) -> TransformerClassifier:
     """A classifier with the folder's architecture and (``load_weights``) weights, and a new
     ``num_labels``-way head. ``num_layers`` keeps only the first layers; ``dropout`` replaces
     the folder's. ``data``: what the data module says (vocab size, max length, image size)."""
@@ -124,8 +142,12 @@ def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = 
         for key, value in overrides.items():  # the config already read, with this run's changes
             setattr(config, key, value)
         model = auto.from_config(config)
-        log.info("built %s with the architecture of %s (%d layers), random weights", type(model).__name__, folder,
-                 config.num_hidden_layers)
+        log.info(
+            "built %s with the architecture of %s (%d layers), random weights",
+            type(model).__name__,
+            folder,
+            config.num_hidden_layers,
+        )
         return TransformerClassifier(model, input_name)
     # HF's load report lists every new head tensor and draws a bar for a 0.1 s load; our one
     # line below says what matters.
@@ -138,10 +160,14 @@ def build_pretrained(pretrained: str, num_labels: int, num_layers: int | None = 
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-    log.info("loaded %s from %s (%d layers) with a new %d-way classification head", type(model).__name__, folder,
-             model.config.num_hidden_layers, num_labels)
+    log.info(
+        "loaded %s from %s (%d layers) with a new %d-way classification head",
+        type(model).__name__,
+        folder,
+        model.config.num_hidden_layers,
+        num_labels,
+    )
     return TransformerClassifier(model, input_name)
-
 
 
 def shared_tokenizer(pretrained_by_key: dict[str, Any]) -> Path | None:
@@ -163,8 +189,11 @@ def shared_tokenizer(pretrained_by_key: dict[str, Any]) -> Path | None:
     if len({digest for _, digest in found.values()}) > 1:
         (first, (path, _)), *rest = found.items()
         other, (other_path, _) = rest[0]
-        raise ConfigError(f"{other}.pretrained", str(pretrained_by_key[other]),
-                          f"has its own tokenizer ({other_path}), unlike {first}'s ({path}); both models read the "
-                          "same token ids, so give them folders with one tokenizer (or a student with "
-                          "pretrained: null, built on the teacher's)")
+        raise ConfigError(
+            f"{other}.pretrained",
+            str(pretrained_by_key[other]),
+            f"has its own tokenizer ({other_path}), unlike {first}'s ({path}); both models read the "
+            "same token ids, so give them folders with one tokenizer (or a student with "
+            "pretrained: null, built on the teacher's)",
+        )
     return next(iter(found.values()))[0] if found else None

@@ -42,8 +42,9 @@ def topk_of(logits: Tensor, k: int, temperature: float = 1.0) -> TopK:
 
 
 @torch.no_grad()
-def sampled_of(logits: Tensor, k: int, samples: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> TopK:
+def sampled_of(
+    logits: Tensor, k: int, samples: int, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> TopK:
     """The teacher's top k - ``samples`` tokens exactly, and its remaining mass spread over tokens
     drawn from the rest of its distribution: "random sampling KD" (Anshumann et al. 2025,
     "Sparse Logit Sampling: Accelerating Knowledge Distillation in LLMs"), here with the head
@@ -72,5 +73,8 @@ def sampled_of(logits: Tensor, k: int, samples: int, temperature: float = 1.0,
     counts, drawn = counts.scatter_(-1, head, -1.0).topk(samples, dim=-1)
     drawn_log_p = (counts / samples).log() + log_m  # log(m c / s); -inf where c = 0
     shape = logits.shape[:-1]
-    return TopK(torch.cat([head, drawn], -1).reshape(*shape, k), torch.cat([head_log_p, drawn_log_p], -1)
-                .reshape(*shape, k), log_p.new_zeros(shape))
+    return TopK(
+        torch.cat([head, drawn], -1).reshape(*shape, k),
+        torch.cat([head_log_p, drawn_log_p], -1).reshape(*shape, k),
+        log_p.new_zeros(shape),
+    )

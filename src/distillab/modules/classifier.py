@@ -40,9 +40,16 @@ class ClassifierModule(L.LightningModule):
     val/test log perplexity and next-token accuracy instead of the classification metrics.
     """
 
-    def __init__(self, model: TransformerClassifier, num_classes: int, optimizer: OptimizerConfig | None = None,
-                 compile_model: bool = False, attack: Attack | None = None, adversarial_weight: float = 1.0,
-                 task: str = "classification"):
+    def __init__(
+        self,
+        model: TransformerClassifier,
+        num_classes: int,
+        optimizer: OptimizerConfig | None = None,
+        compile_model: bool = False,
+        attack: Attack | None = None,
+        adversarial_weight: float = 1.0,
+        task: str = "classification",
+    ):
         super().__init__()
         self.task = check_choice("task", task, TASKS)
         self.model = model
@@ -53,8 +60,11 @@ class ClassifierModule(L.LightningModule):
         # so that checkpoints hold the plain model's keys.
         self.__dict__["run_model"] = torch.compile(model) if compile_model else model
         self.optimizer_config = optimizer or OptimizerConfig()
-        metrics = (lambda p: language_model_metrics(p)) if task == "language_model" else \
-            (lambda p: classification_metrics(num_classes, p))
+        metrics = (
+            (lambda p: language_model_metrics(p))
+            if task == "language_model"
+            else (lambda p: classification_metrics(num_classes, p))
+        )
         self.val_metrics, self.test_metrics = metrics("val/"), metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
@@ -77,8 +87,9 @@ class ClassifierModule(L.LightningModule):
         was_training = self.model.training
         self.model.eval()
         try:
-            adv = perturb(self.model, batch, lambda out: cross_entropy(out.logits, batch["labels"], label_mask(batch)),
-                          attack)
+            adv = perturb(
+                self.model, batch, lambda out: cross_entropy(out.logits, batch["labels"], label_mask(batch)), attack
+            )
         finally:
             self.model.train(was_training)
         return adv(self.model, **needs)
@@ -96,12 +107,16 @@ class ClassifierModule(L.LightningModule):
     def _stop_non_finite(self, result: LossResult) -> None:
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in result.parts.items())
         checkpoint = self.trainer.checkpoint_callback
-        kept = (f"the last good checkpoint is {checkpoint.last_model_path}" if checkpoint and checkpoint.last_model_path
-                else "no checkpoint was written yet")
+        kept = (
+            f"the last good checkpoint is {checkpoint.last_model_path}"
+            if checkpoint and checkpoint.last_model_path
+            else "no checkpoint was written yet"
+        )
         raise NonFiniteLossError(
             f"the training loss is {float(result.total.detach())} at step {self.global_step} (epoch {self.current_epoch}; "
             f"terms: {parts}): stopped before that step, {kept}. Lower optimizer.lr (or teacher.optimizer.lr), set "
-            f"trainer.gradient_clip_val, or use trainer.precision=32-true")
+            f"trainer.gradient_clip_val, or use trainer.precision=32-true"
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = rng_states()
@@ -109,8 +124,9 @@ class ClassifierModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint taken while pruning masks were live holds weight_orig + weight_mask:
         # give the model the same parametrisation before Lightning loads the state dict.
-        model_state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()
-                       if k.startswith("model.")}
+        model_state = {
+            k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")
+        }
         restore_masks(self.model, model_state)
         # Restored here: Lightning creates the resumed epoch's data iterator (one draw) as the
         # optimizer is configured, before any later hook, and draws its shuffle at the first
@@ -155,13 +171,18 @@ class ClassifierModule(L.LightningModule):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return self.model.parameters()
 
-    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
         # The role's own optimizer.max_grad_norm, else the Trainer's gradient_clip_val (Lightning's clip either way).
         if self.optimizer_config.max_grad_norm is not None:
             gradient_clip_val, gradient_clip_algorithm = self.optimizer_config.max_grad_norm, "norm"
-        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
-                            gradient_clip_algorithm=gradient_clip_algorithm)
+        self.clip_gradients(
+            optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
+        )
 
     def configure_optimizers(self) -> dict:
         # In a fixed order by name, pruning's "<name>_orig" read as "<name>": pruning re-registers

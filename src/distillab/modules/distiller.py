@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from distillab.teachers.sequences import SequenceSource, on_policy_batch
 from distillab.losses.adversarial import PERTURBED
 from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.losses.token import token_temperature
@@ -25,6 +24,7 @@ from distillab.teachers.cache import (
 )
 from distillab.teachers.ensemble import Teachers, top1
 from distillab.teachers.frozen import FrozenTeacher
+from distillab.teachers.sequences import SequenceSource, on_policy_batch
 
 # Lightning warns about sub-modules in eval mode at the start of fit; the frozen teacher is
 # in eval mode on purpose.
@@ -108,12 +108,23 @@ class DistillationModule(ClassifierModule):
         data = self.trainer.datamodule
         if self.cache.mode == "off" or split not in getattr(data, "splits", {}):
             return  # loaders not from a TensorDataModule: nothing to index into
-        self.cache.prepare(self.teachers, SplitRequest(
-            split, data.splits[split], inputs_vary=data.inputs_vary(split), batch_size=data.eval_batch_size,
-            device=self.device, precision=str(self.trainer.precision),
-            context=self.trainer.precision_plugin.forward_context, keep=self.loss.teacher_tensors(),
-            topk=self.cache_topk, topk_temperature=token_temperature(self.loss) or 1.0,
-            topk_samples=self.cache_samples, **needs))
+        self.cache.prepare(
+            self.teachers,
+            SplitRequest(
+                split,
+                data.splits[split],
+                inputs_vary=data.inputs_vary(split),
+                batch_size=data.eval_batch_size,
+                device=self.device,
+                precision=str(self.trainer.precision),
+                context=self.trainer.precision_plugin.forward_context,
+                keep=self.loss.teacher_tensors(),
+                topk=self.cache_topk,
+                topk_temperature=token_temperature(self.loss) or 1.0,
+                topk_samples=self.cache_samples,
+                **needs,
+            ),
+        )
 
     def on_fit_start(self) -> None:
         self._prepare_cache("train", **self._outputs_needed())
@@ -145,7 +156,8 @@ class DistillationModule(ClassifierModule):
             raise TeacherMismatchError(
                 f"this checkpoint was trained against other teacher weights (SHA-256 {saved[:12]}..., this run's "
                 f"teachers {self._teachers_sha256()[:12]}...): resume with the teacher it was distilled from, or "
-                "start the student afresh")
+                "start the student afresh"
+            )
         super().on_load_checkpoint(checkpoint)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -156,5 +168,7 @@ class DistillationModule(ClassifierModule):
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         missing = [k for k in result.missing_keys if not k.startswith("teachers.")]
         if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"checkpoint does not match the student: missing {missing}, unexpected {result.unexpected_keys}")
+            raise RuntimeError(
+                f"checkpoint does not match the student: missing {missing}, unexpected {result.unexpected_keys}"
+            )
         return result

@@ -29,8 +29,13 @@ class MutualModule(ClassifierModule):
     so this equals one optimizer per peer stepping at the same time.
     """
 
-    def __init__(self, peers: list[TransformerClassifier], loss: MutualLoss, num_classes: int,
-                 optimizer: OptimizerConfig | None = None):
+    def __init__(
+        self,
+        peers: list[TransformerClassifier],
+        loss: MutualLoss,
+        num_classes: int,
+        optimizer: OptimizerConfig | None = None,
+    ):
         if len(peers) < 2:
             raise ValueError("mutual learning needs at least two models")
         super().__init__(peers[-1], num_classes, optimizer)

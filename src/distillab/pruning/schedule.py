@@ -95,8 +95,11 @@ class GradualPruning(L.Callback):
     def _params(self, pl_module: L.LightningModule) -> list[tuple[nn.Module, str]]:
         params = prunable_weights(pl_module.model, self.include, self.exclude)
         if not params:
-            raise ConfigError("include", list(self.include), f"matches no Linear weight of the student "
-                                                             f"(excluding {list(self.exclude)})")
+            raise ConfigError(
+                "include",
+                list(self.include),
+                f"matches no Linear weight of the student (excluding {list(self.exclude)})",
+            )
         return params
 
     def _prune(self, step: int, pl_module: L.LightningModule) -> float:
@@ -112,8 +115,13 @@ class GradualPruning(L.Callback):
         self._params(pl_module)  # fail before training, not at the first pruning step
         total = trainer.estimated_stepping_batches
         if total < self.end_step:
-            log.warning("pruning end_step=%d is after the last optimizer step (%s): the final sparsity "
-                        "%.2f will not be reached", self.end_step, total, self.final_sparsity)
+            log.warning(
+                "pruning end_step=%d is after the last optimizer step (%s): the final sparsity "
+                "%.2f will not be reached",
+                self.end_step,
+                total,
+                self.final_sparsity,
+            )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # s_i applies from t0; when t0 is the first step, no batch end comes before it.

@@ -39,8 +39,15 @@ class MagnitudePruning(PruningStep):
     """Zero the ``amount`` fraction of smallest-|w| weights, over all selected tensors
     (``scope=global``) or in each (``scope=layer``). See magnitude.py."""
 
-    def __init__(self, amount: float = 0.8, scope: str = "global", include: Sequence[str] = DEFAULT_INCLUDE,
-                 exclude: Sequence[str] = DEFAULT_EXCLUDE, target: str = "student", recovery_epochs: int = 0):
+    def __init__(
+        self,
+        amount: float = 0.8,
+        scope: str = "global",
+        include: Sequence[str] = DEFAULT_INCLUDE,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        target: str = "student",
+        recovery_epochs: int = 0,
+    ):
         super().__init__(target, recovery_epochs)
         self.amount = check_number("amount", amount, low=0, high=1, high_open=True)
         self.scope = check_choice("scope", scope, ("global", "layer"))
@@ -54,8 +61,14 @@ class MagnitudePruning(PruningStep):
 class ThresholdPruning(PruningStep):
     """Zero every selected weight with |w| < ``threshold``."""
 
-    def __init__(self, threshold: float = 0.01, include: Sequence[str] = DEFAULT_INCLUDE,
-                 exclude: Sequence[str] = DEFAULT_EXCLUDE, target: str = "student", recovery_epochs: int = 0):
+    def __init__(
+        self,
+        threshold: float = 0.01,
+        include: Sequence[str] = DEFAULT_INCLUDE,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        target: str = "student",
+        recovery_epochs: int = 0,
+    ):
         super().__init__(target, recovery_epochs)
         self.threshold = check_number("threshold", threshold, low=0)
         self.include, self.exclude = tuple(include), tuple(exclude)
@@ -69,8 +82,14 @@ class HeadPruning(PruningStep):
     """Remove the ``fraction`` least important attention heads (Michel et al. 2019 gradient
     importance on validation batches, or weight norm). See structured.py."""
 
-    def __init__(self, fraction: float = 0.5, importance: str = "gradient", batches: int = 4,
-                 target: str = "student", recovery_epochs: int = 0):
+    def __init__(
+        self,
+        fraction: float = 0.5,
+        importance: str = "gradient",
+        batches: int = 4,
+        target: str = "student",
+        recovery_epochs: int = 0,
+    ):
         super().__init__(target, recovery_epochs)
         self.fraction = check_number("fraction", fraction, low=0, high=1, high_open=True)
         self.importance = check_choice("importance", importance, ("gradient", "weight_norm"))

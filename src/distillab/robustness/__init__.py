@@ -12,5 +12,14 @@ from distillab.robustness.attacks import (
 )
 from distillab.robustness.evaluate import robust_accuracy
 
-__all__ = ["Attack", "Perturbed", "embedding_attack", "embedding_delta", "fgsm", "input_embeddings", "perturb", "pgd",
-           "robust_accuracy"]
+__all__ = [
+    "Attack",
+    "Perturbed",
+    "embedding_attack",
+    "embedding_delta",
+    "fgsm",
+    "input_embeddings",
+    "perturb",
+    "pgd",
+    "robust_accuracy",
+]

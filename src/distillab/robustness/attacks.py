@@ -43,8 +43,10 @@ ATTACKS = ("fgsm", "pgd")
 
 def _check_grad_mode() -> None:
     if torch.is_inference_mode_enabled():
-        raise RuntimeError("an adversarial attack needs input gradients, which torch.inference_mode() disables: "
-                           "run it outside inference mode (in Lightning, Trainer(inference_mode=False))")
+        raise RuntimeError(
+            "an adversarial attack needs input gradients, which torch.inference_mode() disables: "
+            "run it outside inference mode (in Lightning, Trainer(inference_mode=False))"
+        )
 
 
 def _input_grad(loss_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -62,8 +64,9 @@ def _clip(x: Tensor, lo: float | None, hi: float | None) -> Tensor:
     return x if lo is None and hi is None else x.clamp(lo, hi)
 
 
-def fgsm(loss_fn: Callable[[Tensor], Tensor], x: Tensor, eps: float, lo: float | None = 0.0,
-         hi: float | None = 1.0) -> Tensor:
+def fgsm(
+    loss_fn: Callable[[Tensor], Tensor], x: Tensor, eps: float, lo: float | None = 0.0, hi: float | None = 1.0
+) -> Tensor:
     """Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing
     Adversarial Examples", arXiv:1412.6572):
 
@@ -78,9 +81,17 @@ def fgsm(loss_fn: Callable[[Tensor], Tensor], x: Tensor, eps: float, lo: float |
     return _clip(x + eps * _input_grad(loss_fn, x).sign(), lo, hi)
 
 
-def pgd(loss_fn: Callable[[Tensor], Tensor], x: Tensor, eps: float, step_size: float, steps: int,
-        lo: float | None = 0.0, hi: float | None = 1.0, random_start: bool = True,
-        generator: torch.Generator | None = None) -> Tensor:
+def pgd(
+    loss_fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    lo: float | None = 0.0,
+    hi: float | None = 1.0,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """L∞ projected gradient descent on the negative loss (Madry et al. 2018, "Towards Deep
     Learning Models Resistant to Adversarial Attacks", arXiv:1706.06083):
 
@@ -135,9 +146,16 @@ def embedding_delta(model: nn.Module, delta: Tensor) -> Iterator[None]:
         handle.remove()
 
 
-def embedding_attack(model: nn.Module, inputs: dict[str, Tensor], loss_fn: Callable[[ModelOutput], Tensor],
-                     eps: float, step_size: float, steps: int, random_start: bool = True,
-                     generator: torch.Generator | None = None) -> Tensor:
+def embedding_attack(
+    model: nn.Module,
+    inputs: dict[str, Tensor],
+    loss_fn: Callable[[ModelOutput], Tensor],
+    eps: float,
+    step_size: float,
+    steps: int,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """:func:`pgd` in embedding space for token models (Zhu et al. 2020, "FreeLB: Enhanced
     Adversarial Training for Natural Language Understanding", arXiv:1909.11764; Miyato et al.
     2017 for adversarial perturbations of word embeddings):
@@ -165,8 +183,7 @@ def embedding_attack(model: nn.Module, inputs: dict[str, Tensor], loss_fn: Calla
             return loss_fn(model(inputs))
 
     zero = torch.zeros(*ids.shape, weight.shape[1], dtype=weight.dtype, device=weight.device)
-    delta = pgd(loss_of, zero, eps, step_size, steps, lo=None, hi=None, random_start=random_start,
-                generator=generator)
+    delta = pgd(loss_of, zero, eps, step_size, steps, lo=None, hi=None, random_start=random_start, generator=generator)
     return delta * mask
 
 
@@ -206,8 +223,14 @@ class Attack:
         """The name of its result in a report: ``fgsm@0.1``, ``pgd@0.03137``."""
         return f"{self.name}@{self.eps:g}"
 
-    def run(self, loss_fn: Callable[[Tensor], Tensor], x: Tensor, lo: float | None = 0.0, hi: float | None = 1.0,
-            generator: torch.Generator | None = None) -> Tensor:
+    def run(
+        self,
+        loss_fn: Callable[[Tensor], Tensor],
+        x: Tensor,
+        lo: float | None = 0.0,
+        hi: float | None = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """:func:`fgsm` or :func:`pgd` on a tensor ``x`` with this attack's settings."""
         if self.name == "fgsm":
             return fgsm(loss_fn, x, self.eps, lo, hi)
@@ -242,8 +265,15 @@ class Perturbed:
             return model(self.inputs, **kwargs)
 
 
-def perturb(model: nn.Module, batch: dict[str, Any], loss_fn: Callable[[ModelOutput], Tensor], attack: Attack,
-            lo: float | None = 0.0, hi: float | None = 1.0, generator: torch.Generator | None = None) -> Perturbed:
+def perturb(
+    model: nn.Module,
+    batch: dict[str, Any],
+    loss_fn: Callable[[ModelOutput], Tensor],
+    attack: Attack,
+    lo: float | None = 0.0,
+    hi: float | None = 1.0,
+    generator: torch.Generator | None = None,
+) -> Perturbed:
     """Attack ``model`` on ``batch["inputs"]``, increasing ``loss_fn(model output)``.
 
     Image tensors: ``attack.run`` on the pixels, kept in [lo, hi]. Token dicts (``input_ids``):
@@ -262,6 +292,7 @@ def perturb(model: nn.Module, batch: dict[str, Any], loss_fn: Callable[[ModelOut
     if attack.name == "fgsm":
         delta = embedding_attack(model, inputs, loss_fn, attack.eps, attack.eps, 1, random_start=False)
     else:
-        delta = embedding_attack(model, inputs, loss_fn, attack.eps, attack.step_size, attack.steps,
-                                 attack.random_start, generator)
+        delta = embedding_attack(
+            model, inputs, loss_fn, attack.eps, attack.step_size, attack.steps, attack.random_start, generator
+        )
     return Perturbed(inputs, delta)

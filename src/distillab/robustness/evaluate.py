@@ -20,8 +20,14 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {**batch, "inputs": inputs, "labels": batch["labels"].to(device)}
 
 
-def robust_accuracy(model: nn.Module, dataloader: Iterable[dict[str, Any]], attacks: Sequence[Attack],
-                    lo: float | None = 0.0, hi: float | None = 1.0, seed: int = 0) -> dict[str, float]:
+def robust_accuracy(
+    model: nn.Module,
+    dataloader: Iterable[dict[str, Any]],
+    attacks: Sequence[Attack],
+    lo: float | None = 0.0,
+    hi: float | None = 1.0,
+    seed: int = 0,
+) -> dict[str, float]:
     """Accuracy on the clean inputs (``"clean"``) and under each attack (``attack.key``, e.g.
     ``"fgsm@0.1"``, ``"pgd@0.1"``), over every batch of ``dataloader``.
 

@@ -9,7 +9,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number, section
-from distillab.teachers.sequences import SequenceSource
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.losses.token import token_kinds, token_temperature
@@ -17,6 +16,7 @@ from distillab.models.causal_lm import check_same_vocabulary
 from distillab.models.output import TransformerClassifier
 from distillab.run.resume import MODES as RESUME_MODES
 from distillab.teachers.cache import MODES as CACHE_MODES
+from distillab.teachers.sequences import SequenceSource
 
 STAGES = ("all", "teacher", "distill", "baseline")
 MODES = ("offline", "mutual")
@@ -43,41 +43,63 @@ def check_run_config(cfg: DictConfig) -> None:
     if cfg.mode == "mutual" and cfg.stage != "all":
         raise ConfigError("mode", cfg.mode, "trains teacher and student together from scratch: use stage=all")
     if cfg.stage == "distill" and not cfg.teacher.ckpt_path:
-        raise ConfigError("teacher.ckpt_path", None, "stage=distill needs a teacher: a .ckpt, weights.pt or store folder")
+        raise ConfigError(
+            "teacher.ckpt_path", None, "stage=distill needs a teacher: a .ckpt, weights.pt or store folder"
+        )
     ckpts = cfg.teacher.ckpt_path
     for path in [ckpts] if isinstance(ckpts, str) else (ckpts or []):
         if not Path(path).expanduser().exists():
             raise ConfigError("teacher.ckpt_path", path, "no such file or folder")
 
 
-def check_loss(cfg: DictConfig, loss: Any, student: TransformerClassifier, teachers: list[TransformerClassifier],
-               datamodule: TensorDataModule) -> None:
+def check_loss(
+    cfg: DictConfig,
+    loss: Any,
+    student: TransformerClassifier,
+    teachers: list[TransformerClassifier],
+    datamodule: TensorDataModule,
+) -> None:
     """The loss must suit the mode; terms that map layers see both models before training."""
     if cfg.mode == "mutual":
         if not isinstance(loss, MutualLoss):
             raise ConfigError("loss", cfg.loss.get("_target_"), "mode=mutual needs a mutual loss (loss=dml)")
         return
     if not isinstance(loss, CompositeLoss):
-        raise ConfigError("loss", cfg.loss.get("_target_"), "mode=offline needs a distillation loss (loss=kd, fitnet, ...)")
+        raise ConfigError(
+            "loss", cfg.loss.get("_target_"), "mode=offline needs a distillation loss (loss=kd, fitnet, ...)"
+        )
     with section("loss"):
         loss.setup(student.shape, [t.shape for t in teachers])
     few_labels = datamodule.labelled_fraction < 1 or datamodule.has_label is not None
     for name, term in loss.terms.items():
         if few_labels and getattr(term, "reads_labels", False):
-            raise ConfigError(f"loss.terms.{name}", type(term).__name__, "reads every sample's label; with "
-                              "data.labelled_fraction < 1 or data.unlabelled only the ce term may use labels")
+            raise ConfigError(
+                f"loss.terms.{name}",
+                type(term).__name__,
+                "reads every sample's label; with "
+                "data.labelled_fraction < 1 or data.unlabelled only the ce term may use labels",
+            )
 
 
 def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     """An explicit cache mode with augmented training inputs would serve stale outputs."""
     if cfg.mode == "offline" and cfg.teacher.cache in ("memory", "disk") and datamodule.inputs_vary("train"):
-        raise ConfigError("teacher.cache", cfg.teacher.cache, "the training inputs are augmented (new every epoch), so "
-                          "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
-                          "batches, cached on val/test) or off")
+        raise ConfigError(
+            "teacher.cache",
+            cfg.teacher.cache,
+            "the training inputs are augmented (new every epoch), so "
+            "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
+            "batches, cached on val/test) or off",
+        )
 
 
-def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers: list[TransformerClassifier],
-                         student: TransformerClassifier | None, loss: Any) -> SequenceSource | None:
+def check_language_model(
+    cfg: DictConfig,
+    datamodule: TensorDataModule,
+    teachers: list[TransformerClassifier],
+    student: TransformerClassifier | None,
+    loss: Any,
+) -> SequenceSource | None:
     """Language-model runs (data with ``task=language_model``): one vocabulary for every model,
     the top-k cache and the sequence source coherent with the loss. Returns the sequence
     source (None for classifiers, where ``teacher.cache_topk`` and ``sequences`` must be unset)."""
@@ -86,11 +108,17 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
     source = cfg.get("sequences", {}).get("source", "corpus")
     if datamodule.task != "language_model":
         if topk is not None:
-            raise ConfigError("teacher.cache_topk", topk, "keeps a language model's top-k next tokens; this data is "
-                              "classification (set it to null)")
+            raise ConfigError(
+                "teacher.cache_topk",
+                topk,
+                "keeps a language model's top-k next tokens; this data is classification (set it to null)",
+            )
         if samples:
-            raise ConfigError("teacher.cache_samples", samples, "fills slots of a language model's top-k cache; this "
-                              "data is classification (set it to 0)")
+            raise ConfigError(
+                "teacher.cache_samples",
+                samples,
+                "fills slots of a language model's top-k cache; this data is classification (set it to 0)",
+            )
         if source != "corpus":
             raise ConfigError("sequences.source", source, "applies to language models (data=lm_corpus); use corpus")
         return None
@@ -100,7 +128,9 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
         if cfg.get("robustness", {}).get(key):
             raise ConfigError(f"robustness.{key}", "[...]", "attacks classifiers; unset it for language models")
     if cfg.get("stages"):
-        raise ConfigError("stages", "[...]", "staged distillation is for classifiers; language models train in one stage")
+        raise ConfigError(
+            "stages", "[...]", "staged distillation is for classifiers; language models train in one stage"
+        )
     with section("sequences"):
         sequences = SequenceSource(**cfg.get("sequences", {}))
         sequences.check_block(datamodule.block_size)
@@ -110,18 +140,24 @@ def check_language_model(cfg: DictConfig, datamodule: TensorDataModule, teachers
     if topk is not None:
         check_int("teacher.cache_topk", topk, low=1, high=datamodule.num_classes)
         if loss is not None and token_temperature(loss) is None:
-            raise ConfigError("teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); "
-                              "this loss has none")
+            raise ConfigError(
+                "teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); this loss has none"
+            )
     # With dense logits (cache_topk=null) there are no slots to fill: cache_samples is moot, so
     # that a sweep over teacher.cache_topk=32,null keeps one setting.
     if samples and topk is not None:
         check_int("teacher.cache_samples", samples, low=0, high=topk - 1)
         kinds = token_kinds(loss) if loss is not None else set()
         if kinds - {"forward_kl"}:
-            raise ConfigError("teacher.cache_samples", samples, "gives a target that equals the teacher only in "
-                              f"expectation, which forward_kl reads without bias; this loss has {sorted(kinds)} "
-                              "(set cache_samples=0: top tokens and the rest as one bucket)")
+            raise ConfigError(
+                "teacher.cache_samples",
+                samples,
+                "gives a target that equals the teacher only in "
+                f"expectation, which forward_kl reads without bias; this loss has {sorted(kinds)} "
+                "(set cache_samples=0: top tokens and the rest as one bucket)",
+            )
     if sequences.source != "corpus" and len(teachers) > 1:
-        raise ConfigError("sequences.source", sequences.source, "generates with one teacher; this run has "
-                          f"{len(teachers)}")
+        raise ConfigError(
+            "sequences.source", sequences.source, f"generates with one teacher; this run has {len(teachers)}"
+        )
     return sequences

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -94,8 +95,13 @@ def compress(
         else:
             result = test(pruned)
         make_permanent(pruned)
-        entries["pruned"] = {"params": count_parameters(pruned), "nonzero_params": count_nonzero(pruned),
-                             "test": result, "pruning": report, "target": step.target}
+        entries["pruned"] = {
+            "params": count_parameters(pruned),
+            "nonzero_params": count_nonzero(pruned),
+            "test": result,
+            "pruning": report,
+            "target": step.target,
+        }
         models["pruned"] = pruned
         if step.target == "student":
             final = pruned
@@ -108,22 +114,34 @@ def compress(
     return entries, models
 
 
-def compression_report(cfg: DictConfig, models: dict[str, Any], datamodule: TensorDataModule,
-                       reference_acc: float | None,
-                       own_data: dict[str, TensorDataModule] | None = None) -> dict[str, dict[str, Any]]:
+def compression_report(
+    cfg: DictConfig,
+    models: dict[str, Any],
+    datamodule: TensorDataModule,
+    reference_acc: float | None,
+    own_data: dict[str, TensorDataModule] | None = None,
+) -> dict[str, dict[str, Any]]:
     """One row per model, in pipeline order, also sent to TensorBoard as ``compression/<model>/<figure>``.
 
     ``own_data`` measures a model on other data than ``datamodule`` (a per-domain teacher on its domain).
     """
     own_data = own_data or {}
-    rows = {name: compression_row(name, model, own_data.get(name, datamodule), reference_acc)
-            for name, model in models.items()}
+    rows = {
+        name: compression_row(name, model, own_data.get(name, datamodule), reference_acc)
+        for name, model in models.items()
+    }
     for row in rows.values():
         row.pop("name")
     add_speedups(rows, next(iter(rows)))  # relative to the first row: the teacher, in pipeline order
     if cfg.get("logger"):
         logger = build(cfg.logger, "logger", version="compression")
-        logger.log_metrics({f"compression/{name}/{k}": float(v) for name, row in rows.items()
-                            for k, v in row.items() if isinstance(v, (int, float))})
+        logger.log_metrics(
+            {
+                f"compression/{name}/{k}": float(v)
+                for name, row in rows.items()
+                for k, v in row.items()
+                if isinstance(v, (int, float))
+            }
+        )
         logger.finalize("success")
     return rows

@@ -19,12 +19,21 @@ log = logging.getLogger(__name__)
 
 
 def _test_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    return {k.removeprefix("test/"): float(v) for k, v in results[0].items() if k.startswith("test/") and k != "test/loss"}
+    return {
+        k.removeprefix("test/"): float(v) for k, v in results[0].items() if k.startswith("test/") and k != "test/loss"
+    }
 
 
 def fit_and_test(
-    module: ClassifierModule, role: str, cfg: DictConfig, datamodule: TensorDataModule, max_epochs: int, seed: int,
-    extra_callbacks: Sequence[L.Callback] = (), test_best: bool = True, val: dict[str, float] | None = None,
+    module: ClassifierModule,
+    role: str,
+    cfg: DictConfig,
+    datamodule: TensorDataModule,
+    max_epochs: int,
+    seed: int,
+    extra_callbacks: Sequence[L.Callback] = (),
+    test_best: bool = True,
+    val: dict[str, float] | None = None,
     throughput: dict[str, dict] | None = None,
 ) -> dict[str, float]:
     """Train ``module`` with the configured Trainer, callbacks and logger; test its best
@@ -49,8 +58,15 @@ def fit_and_test(
     logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer = build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=logger,
-                    default_root_dir=str(run_dir), plugins=[HashedCheckpointIO()])
+    trainer = build(
+        cfg.trainer,
+        "trainer",
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        plugins=[HashedCheckpointIO()],
+    )
     last = resumable(checkpoint_dir)
     if last is not None:
         log.info("resuming %s from %s", role, last)

@@ -17,22 +17,18 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from distillab.run.compress import compress, compression_report, plan_compression
 from distillab.core.config import (
     ConfigError,
     build,
     check_writable,
     section,
 )
-from distillab.teachers.sequences import teacher_sequence_data
-from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.core.distributed import global_rank
+from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.lm_report import language_model_report
-from distillab.run.report import print_summary, write_report
 from distillab.evaluation.robustness import robustness_report
-from distillab.run.fitting import fit_and_test, test_only
 from distillab.models.init_from_teacher import (
     check_init_from_teacher,
     init_from_teacher,
@@ -41,30 +37,40 @@ from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import ClassifierModule, DistillationModule, OptimizerConfig
 from distillab.modules.mutual import MutualModule
-from distillab.run.resume import copy_results, plan_resume, register
 from distillab.run.checks import (
     check_cache,
     check_language_model,
     check_loss,
     check_run_config,
 )
+from distillab.run.compress import compress, compression_report, plan_compression
+from distillab.run.fitting import fit_and_test, test_only
+from distillab.run.report import print_summary, write_report
+from distillab.run.resume import copy_results, plan_resume, register
 from distillab.run.stages import Stage, plan_stages, run_stages
-from distillab.teachers import FrozenTeacher
-from distillab.teachers.cache import TeacherOutputCache
-from distillab.teachers.ensemble import Teachers
 from distillab.run.teachers import (
     check_teacher_augmentation,
     provide_teacher,
     teacher_attack,
     teacher_specs,
 )
+from distillab.teachers import FrozenTeacher
+from distillab.teachers.cache import TeacherOutputCache
+from distillab.teachers.ensemble import Teachers
+from distillab.teachers.sequences import teacher_sequence_data
 
 log = logging.getLogger(__name__)
 
+
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
         return out.stdout.strip() or None
     except OSError:
         return None
@@ -73,8 +79,13 @@ def git_commit() -> str | None:
 def bind_pretrained_tokenizer(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     """Text data tokenized by a pretrained model's own tokenizer, when its folder has one."""
     listed = cfg.model.get("teachers") or [cfg.model.teacher]
-    nodes = {**{(f"model.teachers[{i}]" if cfg.model.get("teachers") else "model.teacher"): node
-                for i, node in enumerate(listed)}, "model.student": cfg.model.student}
+    nodes = {
+        **{
+            (f"model.teachers[{i}]" if cfg.model.get("teachers") else "model.teacher"): node
+            for i, node in enumerate(listed)
+        },
+        "model.student": cfg.model.student,
+    }
     tokenizer = shared_tokenizer({key: node.get("pretrained") for key, node in nodes.items()})
     if tokenizer is not None and hasattr(datamodule, "use_tokenizer"):
         datamodule.use_tokenizer(tokenizer)
@@ -107,8 +118,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
             print_summary(metrics, resume.run_dir)
         return metrics
     if resume.action == "continue":
-        log.info("continuing the interrupted run in %s from its last checkpoints (ckpt_path=null starts afresh)",
-                 resume.run_dir)
+        log.info(
+            "continuing the interrupted run in %s from its last checkpoints (ckpt_path=null starts afresh)",
+            resume.run_dir,
+        )
         cfg.paths.output_dir = str(resume.run_dir)
     run_dir = Path(cfg.paths.output_dir)
     check_writable("paths.output_dir", run_dir)
@@ -136,8 +149,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     loss = build(cfg.loss, "loss") if wants_student else None
     plan = plan_compression(cfg)
     teacher_attack(cfg)  # checked now; built again where the teacher trains
-    attacks = [build(node, f"robustness.attacks[{i}]") for i, node in enumerate(cfg.get("robustness", {}).get("attacks")
-                                                                                or [])]
+    attacks = [
+        build(node, f"robustness.attacks[{i}]") for i, node in enumerate(cfg.get("robustness", {}).get("attacks") or [])
+    ]
     if cfg.get("bow_baseline") and not hasattr(datamodule, "labelled_texts"):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
     init_layers, stages, task = None, [], datamodule.task
@@ -146,17 +160,29 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
         check_loss(cfg, loss, student_init, teachers, datamodule)
         stages = plan_stages(cfg, datamodule, student_init.shape, [t.shape for t in teachers])
         if stages and plan.gradual:
-            raise ConfigError("pruning", cfg.pruning.get("_target_"), "gradual pruning runs within one training, "
-                              "not across stages: prune after training (pruning=magnitude, heads, ...)")
+            raise ConfigError(
+                "pruning",
+                cfg.pruning.get("_target_"),
+                "gradual pruning runs within one training, "
+                "not across stages: prune after training (pruning=magnitude, heads, ...)",
+            )
         check_cache(cfg, datamodule)
         if cfg.student_init.from_teacher:
             with section("student_init"):
-                init_layers = check_init_from_teacher(student_init, teachers[0], cfg.student_init.layers,
-                                                      cfg.student_init.k)
+                init_layers = check_init_from_teacher(
+                    student_init, teachers[0], cfg.student_init.layers, cfg.student_init.k
+                )
 
-    metrics: dict[str, Any] = {"stage": stage, "mode": cfg.mode, "seed": cfg.seed, "git_commit": git_commit(),
-                               "data": {k: len(v) for k, v in datamodule.splits.items()}, "seconds": {}, "val": {},
-                               "throughput": {}}
+    metrics: dict[str, Any] = {
+        "stage": stage,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "data": {k: len(v) for k, v in datamodule.splits.items()},
+        "seconds": {},
+        "val": {},
+        "throughput": {},
+    }
     val = metrics["val"]  # best val/acc of each trained model, by role
     throughput = metrics["throughput"]  # training steps' seconds per epoch and items/s, by role
     trained: dict[str, TransformerClassifier] = {}  # student and baseline, for the per-domain report
@@ -168,8 +194,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
         return result
 
     if specs and not mutual:
-        metrics["teachers"] = [timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule, val, throughput)})
-                               for s, m in zip(specs, teachers)]
+        metrics["teachers"] = [
+            timed(s.role, lambda s=s, m=m: {"role": s.role, **provide_teacher(cfg, s, m, datamodule, val, throughput)})
+            for s, m in zip(specs, teachers)
+        ]
     if cfg.get("bow_baseline"):
         texts, labels = datamodule.labelled_texts()
         metrics["bow_baseline"] = timed("bow_baseline", lambda: bag_of_words_baseline(texts, labels))
@@ -183,59 +211,114 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     cache = TeacherOutputCache(cfg.teacher.cache, cfg.paths.teachers_dir, cfg.teacher.cache_budget_mb)
 
     def distiller(model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
-        return DistillationModule(model, frozen_teachers(), stage.loss if stage else loss, datamodule.num_classes,
-                                  stage.optimizer if stage else optimizer, cache, compile_model=cfg.compile,
-                                  task=task, cache_topk=cfg.teacher.get("cache_topk"),
-                                  cache_samples=cfg.teacher.get("cache_samples") or 0, sequences=sequences)
+        return DistillationModule(
+            model,
+            frozen_teachers(),
+            stage.loss if stage else loss,
+            datamodule.num_classes,
+            stage.optimizer if stage else optimizer,
+            cache,
+            compile_model=cfg.compile,
+            task=task,
+            cache_topk=cfg.teacher.get("cache_topk"),
+            cache_samples=cfg.teacher.get("cache_samples") or 0,
+            sequences=sequences,
+        )
 
     # Sequence-level KD: the student trains on the teacher's continuations of the corpus's
     # training blocks; its val and test splits stay the corpus's, like every other model's.
     student_data = datamodule
     if wants_student and sequences is not None and sequences.source == "teacher":
-        student_data = timed("teacher_sequences", lambda: teacher_sequence_data(
-            teachers[0], datamodule, sequences, cfg.seed, cfg.paths.teachers_dir))
+        student_data = timed(
+            "teacher_sequences",
+            lambda: teacher_sequence_data(teachers[0], datamodule, sequences, cfg.seed, cfg.paths.teachers_dir),
+        )
 
     if wants_student and mutual:
         peers = [teachers[0], copy.deepcopy(student_init)]
-        test = timed("student", lambda: fit_and_test(MutualModule(peers, loss, datamodule.num_classes, optimizer),
-                                                     "mutual", cfg, datamodule, cfg.trainer.max_epochs, cfg.seed,
-                                                     val=val))
+        test = timed(
+            "student",
+            lambda: fit_and_test(
+                MutualModule(peers, loss, datamodule.num_classes, optimizer),
+                "mutual",
+                cfg,
+                datamodule,
+                cfg.trainer.max_epochs,
+                cfg.seed,
+                val=val,
+            ),
+        )
         teacher_test = test_only(ClassifierModule(peers[0], datamodule.num_classes), cfg, datamodule)
-        metrics["teachers"] = [{"role": "teacher", "params": peers[0].num_parameters, "test": teacher_test,
-                                "source": "mutual"}]
+        metrics["teachers"] = [
+            {"role": "teacher", "params": peers[0].num_parameters, "test": teacher_test, "source": "mutual"}
+        ]
         metrics["student"] = {"params": peers[1].num_parameters, "test": test}
         trained["student"] = peers[1]
     elif wants_student:
         student = copy.deepcopy(student_init)
         gradual = [plan.gradual] if plan.gradual else []
         if stages:  # the student passes through each stage; its test metrics are the last stage's
-            metrics["stages"] = timed("student", lambda: run_stages(stages, lambda st: fit_and_test(
-                distiller(student, st), f"student_{st.name}", cfg, st.datamodule, st.max_epochs, cfg.seed, val=val)))
+            metrics["stages"] = timed(
+                "student",
+                lambda: run_stages(
+                    stages,
+                    lambda st: fit_and_test(
+                        distiller(student, st),
+                        f"student_{st.name}",
+                        cfg,
+                        st.datamodule,
+                        st.max_epochs,
+                        cfg.seed,
+                        val=val,
+                    ),
+                ),
+            )
             test = metrics["stages"][stages[-1].name]
         else:
-            test = timed("student", lambda: fit_and_test(distiller(student), "student", cfg, student_data,
-                                                         cfg.trainer.max_epochs, cfg.seed, gradual,
-                                                         test_best=not gradual, val=val, throughput=throughput))
+            test = timed(
+                "student",
+                lambda: fit_and_test(
+                    distiller(student),
+                    "student",
+                    cfg,
+                    student_data,
+                    cfg.trainer.max_epochs,
+                    cfg.seed,
+                    gradual,
+                    test_best=not gradual,
+                    val=val,
+                    throughput=throughput,
+                ),
+            )
         metrics["student"] = {"params": student.num_parameters, "test": test}
         metrics["teacher_cache"] = cache.summary()
         trained["student"] = student
     if wants_baseline:
         baseline = copy.deepcopy(student_init)
         module = ClassifierModule(baseline, datamodule.num_classes, optimizer, compile_model=cfg.compile, task=task)
-        test = timed("baseline", lambda: fit_and_test(module, "baseline", cfg, datamodule, cfg.trainer.max_epochs,
-                                                      cfg.seed, val=val, throughput=throughput))
+        test = timed(
+            "baseline",
+            lambda: fit_and_test(
+                module, "baseline", cfg, datamodule, cfg.trainer.max_epochs, cfg.seed, val=val, throughput=throughput
+            ),
+        )
         metrics["baseline"] = {"params": baseline.num_parameters, "test": test}
         trained["baseline"] = baseline
 
     if wants_student:
+
         def recover(model: TransformerClassifier, epochs: int) -> dict[str, float]:
             return fit_and_test(distiller(model), "pruned", cfg, datamodule, epochs, cfg.seed)
 
         def test(model: TransformerClassifier) -> dict[str, float]:
             return test_only(ClassifierModule(model, datamodule.num_classes, task=task), cfg, datamodule)
 
-        entries, compressed = timed("compression", lambda: compress(
-            plan, cfg, datamodule, trained["student"], teachers[0] if teachers else None, recover, test))
+        entries, compressed = timed(
+            "compression",
+            lambda: compress(
+                plan, cfg, datamodule, trained["student"], teachers[0] if teachers else None, recover, test
+            ),
+        )
         metrics.update(entries)
         if "pruned" in compressed:
             trained["pruned"] = compressed["pruned"]
@@ -251,28 +334,48 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
             metrics["retention"] = metrics["student"]["test"]["acc"] / reference
             metrics["param_ratio"] = metrics["student"]["params"] / max(t["params"] for t in metrics["teachers"])
     if attacks:  # accuracy under attack on the test split, for every model trained or loaded here
-        models = [*((t["role"], t, m) for t, m in zip(metrics.get("teachers", []), teachers)),
-                  *((r, metrics[r], m) for r, m in trained.items())]
+        models = [
+            *((t["role"], t, m) for t, m in zip(metrics.get("teachers", []), teachers)),
+            *((r, metrics[r], m) for r, m in trained.items()),
+        ]
         timed("robustness", lambda: robustness_report(cfg, models, attacks, datamodule))
     if task == "language_model":
         models = {**{t["role"]: m for t, m in zip(metrics.get("teachers", []), teachers)}, **trained}
         rates = {role: entry["items_per_s"] for role, entry in throughput.items() if entry.get("items_per_s")}
         gen = cfg.get("generations") or {}
-        metrics["language_model"] = timed("language_model_report", lambda: language_model_report(
-            models, teachers[0] if teachers else None, datamodule, rates, list(gen.get("prompts") or []),
-            gen.get("new_tokens", 24), gen.get("temperature", 1.0), cfg.seed))
+        metrics["language_model"] = timed(
+            "language_model_report",
+            lambda: language_model_report(
+                models,
+                teachers[0] if teachers else None,
+                datamodule,
+                rates,
+                list(gen.get("prompts") or []),
+                gen.get("new_tokens", 24),
+                gen.get("temperature", 1.0),
+                cfg.seed,
+            ),
+        )
     elif wants_student and cfg.get("compression_report", True):
         report_models = {metrics["teachers"][0]["role"]: teachers[0], **trained, **compressed}
         report_models.pop("baseline", None)
         teacher = metrics["teachers"][0]
-        own_data = ({teacher["role"]: datamodule.restricted_to_domain(teacher["domain"])}
-                    if "domain" in teacher else None)  # a per-domain teacher is measured on its domain
-        metrics["compression"] = compression_report(cfg, report_models, datamodule, metrics.get("reference_acc"),
-                                                    own_data)
+        own_data = (
+            {teacher["role"]: datamodule.restricted_to_domain(teacher["domain"])} if "domain" in teacher else None
+        )  # a per-domain teacher is measured on its domain
+        metrics["compression"] = compression_report(
+            cfg, report_models, datamodule, metrics.get("reference_acc"), own_data
+        )
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
     # What a hyper-parameter search optimises: the final model's best validation accuracy.
-    final_role = next((role for role in ("mutual", *(f"student_{s.name}" for s in stages[-1:]), "student",
-                                         "baseline", "teacher") if role in val), None)
+    final_role = next(
+        (
+            role
+            for role in ("mutual", *(f"student_{s.name}" for s in stages[-1:]), "student", "baseline", "teacher")
+            if role in val
+        ),
+        None,
+    )
     metrics["objective"] = val.get(final_role)
 
     if rank0:

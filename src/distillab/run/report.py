@@ -16,7 +16,8 @@ LANGUAGE_MODEL_NOTE = (
     "ppl: perplexity on the held-out test blocks, exp of the mean next-token negative log-likelihood; "
     "next-token acc: how often the most likely next token is the actual one; agreement: the share of test "
     "positions where a model's most likely next token is the teacher's; train tokens/s: tokens over the time of "
-    "the training steps alone (no validation, checkpoints or cache building).")
+    "the training steps alone (no validation, checkpoints or cache building)."
+)
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
@@ -49,8 +50,14 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
         rows.append(row)
     if "bow_baseline" in metrics:  # a linear model on word counts: the bar a text teacher must clear
         bow = metrics["bow_baseline"]
-        rows.append({**({k: "-" for k in rows[0]} if rows else {}), "model": "bag-of-words LR",
-                     "params": f"{bow['features']:,} features", "acc": f"{bow['test']['acc']:.4f}"})
+        rows.append(
+            {
+                **({k: "-" for k in rows[0]} if rows else {}),
+                "model": "bag-of-words LR",
+                "params": f"{bow['features']:,} features",
+                "acc": f"{bow['test']['acc']:.4f}",
+            }
+        )
     return rows
 
 
@@ -63,10 +70,16 @@ def language_model_rows(metrics: dict[str, Any], entries: list[tuple[str, dict[s
         lm = extra.get(role, {})
         agreement = lm.get("agreement")
         rate = lm.get("train_tokens_per_s")
-        rows.append({"model": role, "params": f"{entry['params']:,}", "ppl": f"{entry['test']['ppl']:.2f}",
-                     "next-token acc": f"{entry['test']['acc']:.4f}",
-                     "agreement": f"{agreement:.4f}" if agreement is not None else "-",
-                     "train tokens/s": f"{rate:,.0f}" if rate else "-"})
+        rows.append(
+            {
+                "model": role,
+                "params": f"{entry['params']:,}",
+                "ppl": f"{entry['test']['ppl']:.2f}",
+                "next-token acc": f"{entry['test']['acc']:.4f}",
+                "agreement": f"{agreement:.4f}" if agreement is not None else "-",
+                "train tokens/s": f"{rate:,.0f}" if rate else "-",
+            }
+        )
     return rows
 
 
@@ -78,9 +91,12 @@ def language_model_lines(metrics: dict[str, Any]) -> list[str]:
         form = (f"{k} slots, top {k - samples} + {samples} sampled" if samples else f"top-{k}") if k else "dense"
         dense = size.get("dense_logits_bytes")
         built = size.get("build_seconds")
-        lines.append(f"Teacher cache, {split}: {form}, {size['bytes'] / 2**20:.1f} MB"
-                     + (f" (dense logits: {dense / 2**20:,.0f} MB, {dense / size['bytes']:.0f}x)" if dense else "")
-                     + (f", built in {built:.1f} s" if built is not None else ", reused") + ".  ")
+        lines.append(
+            f"Teacher cache, {split}: {form}, {size['bytes'] / 2**20:.1f} MB"
+            + (f" (dense logits: {dense / 2**20:,.0f} MB, {dense / size['bytes']:.0f}x)" if dense else "")
+            + (f", built in {built:.1f} s" if built is not None else ", reused")
+            + ".  "
+        )
     if lines:
         lines.append("")
     for role, entry in metrics.get("language_model", {}).items():
@@ -113,10 +129,13 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
         "",
         *compression_lines(metrics),
         *language_model_lines(metrics),
-        (LANGUAGE_MODEL_NOTE if "language_model" in metrics else
-         "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
-         "several; the per-domain teachers' combined accuracy when each domain has its own; a "
-         "per-domain teacher's own `acc` is on its domain).")
+        (
+            LANGUAGE_MODEL_NOTE
+            if "language_model" in metrics
+            else "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
+            "several; the per-domain teachers' combined accuracy when each domain has its own; a "
+            "per-domain teacher's own `acc` is on its domain)."
+        )
         + " The resolved config is `config.yaml`; all numbers are in `metrics.json`.",
         "",
     ]
@@ -127,11 +146,18 @@ def compression_lines(metrics: dict[str, Any]) -> list[str]:
     if "compression" not in metrics:
         return []
     rows = [{"name": name, **row} for name, row in metrics["compression"].items()]
-    lines = ["Compression (CPU latency: median of 20 forwards after 5 warm-up, 1 thread; sizes of the "
-             "state dict, dense and zlib-compressed):", "", compression_markdown(rows)]
+    lines = [
+        "Compression (CPU latency: median of 20 forwards after 5 warm-up, 1 thread; sizes of the "
+        "state dict, dense and zlib-compressed):",
+        "",
+        compression_markdown(rows),
+    ]
     if "onnx" in metrics:
-        lines += [f"ONNX export `{metrics['onnx']['path']}`: top-1 agreement with PyTorch on the test split "
-                  f"{metrics['onnx']['top1_agreement']:.4f}.", ""]
+        lines += [
+            f"ONNX export `{metrics['onnx']['path']}`: top-1 agreement with PyTorch on the test split "
+            f"{metrics['onnx']['top1_agreement']:.4f}.",
+            "",
+        ]
     return lines
 
 
@@ -151,7 +177,7 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         names = list(metrics["compression"])
         columns = [k for k, _ in COLUMNS if k != "name"]
         compression.add_column("model")
-        for key, title in COLUMNS[1:]:
+        for _, title in COLUMNS[1:]:
             compression.add_column(title, justify="right")
         for name in names:
             row = metrics["compression"][name]

@@ -92,12 +92,19 @@ def plan_resume(cfg: DictConfig, multirun: bool) -> Resume:
             run_dir = run_dir.parents[2]
         earlier = _config_of(run_dir)
         if earlier is None:
-            raise ConfigError("ckpt_path", mode, "is not a run folder (no config.yaml): give a run's output folder, "
-                              "or auto, last or null")
+            raise ConfigError(
+                "ckpt_path",
+                mode,
+                "is not a run folder (no config.yaml): give a run's output folder, or auto, last or null",
+            )
         if run_key(earlier) != key:
             changed = _changed_keys(earlier, cfg)
-            raise ConfigError("ckpt_path", mode, f"was run with another config (differs in {', '.join(changed[:5])}); "
-                              "a run continues only with the config it started with")
+            raise ConfigError(
+                "ckpt_path",
+                mode,
+                f"was run with another config (differs in {', '.join(changed[:5])}); "
+                "a run continues only with the config it started with",
+            )
         return Resume("skip" if finished(run_dir) else "continue", run_dir)
     if mode is None:
         return Resume("fresh")

@@ -58,24 +58,32 @@ def _merged(base: DictConfig, changes: Any, key: str) -> DictConfig:
     return OmegaConf.merge(base, changes)
 
 
-def plan_stages(cfg: DictConfig, datamodule: TensorDataModule, student: EncoderShape,
-                teachers: list[EncoderShape]) -> list[Stage]:
+def plan_stages(
+    cfg: DictConfig, datamodule: TensorDataModule, student: EncoderShape, teachers: list[EncoderShape]
+) -> list[Stage]:
     """Build and check every stage of ``cfg.stages`` (empty: none) before anything trains."""
     nodes = cfg.get("stages") or []
     if not OmegaConf.is_list(nodes) and not isinstance(nodes, list):
-        raise ConfigError("stages", nodes, "must be a list of stages ({name: ..., loss: ..., data: ..., max_epochs: ...})")
+        raise ConfigError(
+            "stages", nodes, "must be a list of stages ({name: ..., loss: ..., data: ..., max_epochs: ...})"
+        )
     if nodes and cfg.mode != "offline":
         raise ConfigError("stages", "[...]", "stages distil from frozen teachers: use mode=offline")
     stages, names = [], set()
     for i, node in enumerate(nodes):
         where = f"stages[{i}]"
         if not isinstance(node, DictConfig) or not isinstance(node.get("name"), str) or not node.name:
-            raise ConfigError(f"{where}.name", None if not isinstance(node, DictConfig) else node.get("name"),
-                              "every stage needs a name (a non-empty string)")
+            raise ConfigError(
+                f"{where}.name",
+                None if not isinstance(node, DictConfig) else node.get("name"),
+                "every stage needs a name (a non-empty string)",
+            )
         where = f"stages[{i}]({node.name})"
         unknown = sorted(set(node) - set(STAGE_KEYS))
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}", node[unknown[0]], f"unknown stage key; allowed: {', '.join(STAGE_KEYS)}")
+            raise ConfigError(
+                f"{where}.{unknown[0]}", node[unknown[0]], f"unknown stage key; allowed: {', '.join(STAGE_KEYS)}"
+            )
         if node.name in names:
             raise ConfigError(f"{where}.name", node.name, "names a stage twice; stage names must differ")
         names.add(node.name)
@@ -83,8 +91,11 @@ def plan_stages(cfg: DictConfig, datamodule: TensorDataModule, student: EncoderS
         loss_node = OmegaConf.create(OmegaConf.to_container(node.get("loss") or cfg.loss, resolve=True))
         loss = build(loss_node, f"{where}.loss")
         if not isinstance(loss, CompositeLoss):
-            raise ConfigError(f"{where}.loss", loss_node.get("_target_"),
-                              "must be a distillation loss (a CompositeLoss: kd, tinybert, ...)")
+            raise ConfigError(
+                f"{where}.loss",
+                loss_node.get("_target_"),
+                "must be a distillation loss (a CompositeLoss: kd, tinybert, ...)",
+            )
         with section(f"{where}.loss"):
             loss.setup(student, teachers)
         data = datamodule
@@ -95,9 +106,13 @@ def plan_stages(cfg: DictConfig, datamodule: TensorDataModule, student: EncoderS
                     data.use_tokenizer(datamodule.tokenizer_file)
                 data.setup()
             if data.fingerprint() != datamodule.fingerprint() or data.num_classes != datamodule.num_classes:
-                raise ConfigError(f"{where}.data", OmegaConf.to_container(node.data), "gives data the models cannot "
-                                  "read: another tokenizer or label set than the run's data; change files or "
-                                  "fractions, not the vocabulary")
+                raise ConfigError(
+                    f"{where}.data",
+                    OmegaConf.to_container(node.data),
+                    "gives data the models cannot "
+                    "read: another tokenizer or label set than the run's data; change files or "
+                    "fractions, not the vocabulary",
+                )
         epochs = check_int(f"{where}.max_epochs", node.get("max_epochs", cfg.trainer.max_epochs), low=1)
         with section(f"{where}.optimizer"):
             optimizer = OptimizerConfig(**_merged(cfg.optimizer, node.get("optimizer"), "optimizer"))
@@ -110,8 +125,14 @@ def run_stages(stages: list[Stage], train: Callable[[Stage], dict[str, float]]) 
     its test metrics); a stage that fails is named in the error."""
     results: dict[str, dict[str, float]] = {}
     for i, stage in enumerate(stages):
-        log.info("stage %d/%d: %s (%d epochs, loss terms %s)", i + 1, len(stages), stage.name, stage.max_epochs,
-                 ", ".join(stage.loss.terms))
+        log.info(
+            "stage %d/%d: %s (%d epochs, loss terms %s)",
+            i + 1,
+            len(stages),
+            stage.name,
+            stage.max_epochs,
+            ", ".join(stage.loss.terms),
+        )
         try:
             results[stage.name] = train(stage)
         except ConfigError as err:

@@ -28,19 +28,27 @@ def job_status(job_dir: Path) -> dict[str, Any]:
     if not (job_dir / "metrics.json").is_file():
         return {**row, "status": "unfinished", "detail": "no metrics.json (killed?): run the command again"}
     metrics = json.loads((job_dir / "metrics.json").read_text())
-    status = ("reused" if "reused_from" in metrics else "continued" if "resumed_in" in metrics else "done")
+    status = "reused" if "reused_from" in metrics else "continued" if "resumed_in" in metrics else "done"
     final = metrics.get("student") or metrics.get("baseline") or metrics.get("teacher") or {}
     acc = final.get("test", {}).get("acc")
     objective = metrics.get("objective")
-    detail = ", ".join(part for part in (f"test acc {acc:.4f}" if acc is not None else "",
-                                         f"best val acc {objective:.4f}" if objective is not None else "") if part)
+    detail = ", ".join(
+        part
+        for part in (
+            f"test acc {acc:.4f}" if acc is not None else "",
+            f"best val acc {objective:.4f}" if objective is not None else "",
+        )
+        if part
+    )
     return {**row, "status": status, "detail": detail}
 
 
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()] if sweep_dir.is_dir() else []
-    rows = [job_status(p) for p in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit()
-                                                               else 0, p.name))]
+    rows = [
+        job_status(p)
+        for p in sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    ]
     # Only what tells the jobs apart: overrides every job shares are dropped.
     shared = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
     return [{**r, "overrides": " ".join(o for o in r["overrides"].split() if o not in shared)} for r in rows]
@@ -61,6 +69,9 @@ class SweepSummary(Callback):
         Console(width=160).print(table)
         failed = [r for r in rows if r["status"] in ("failed", "unfinished")]
         if failed:
-            print(f"distillab: {len(failed)} of {len(rows)} jobs did not finish (see failed.json in their folders); "
-                  "run the same command again to retry them: finished jobs are skipped", file=sys.stderr)
+            print(
+                f"distillab: {len(failed)} of {len(rows)} jobs did not finish (see failed.json in their folders); "
+                "run the same command again to retry them: finished jobs are skipped",
+                file=sys.stderr,
+            )
             sys.exit(1)

@@ -16,14 +16,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.core.config import ConfigError, build, check_int, section
+from distillab.core.distributed import global_rank, is_distributed
+from distillab.core.keys import teacher_key
 from distillab.data.images.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.run.fitting import fit_and_test, test_only
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import weights_hash
 from distillab.modules import ClassifierModule, OptimizerConfig
-from distillab.core.distributed import global_rank, is_distributed
-from distillab.core.keys import teacher_key
+from distillab.run.fitting import fit_and_test, test_only
 from distillab.teachers.store import TeacherStore, load_teacher_weights
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,15 @@ TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed", "cache", "cache_budge
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
 # (max_train_tokens: a language-model student's token budget; its teacher reads the whole corpus.)
-DATA_KEYS_IGNORED = ("num_workers", "eval_batch_size", "tokenizer_dir", "labelled_fraction", "label_seed",
-                     "unlabelled", "max_train_tokens")
+DATA_KEYS_IGNORED = (
+    "num_workers",
+    "eval_batch_size",
+    "tokenizer_dir",
+    "labelled_fraction",
+    "label_seed",
+    "unlabelled",
+    "max_train_tokens",
+)
 
 
 @dataclass
@@ -69,18 +76,28 @@ def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
     seed = teacher_seed(cfg)
     if cfg.teacher.per_domain:
         if num_domains < 2:
-            raise ConfigError("teacher.per_domain", True, "needs data whose samples carry a domain (data=digits_domains)")
+            raise ConfigError(
+                "teacher.per_domain", True, "needs data whose samples carry a domain (data=digits_domains)"
+            )
         if listed or ckpts:
-            raise ConfigError("teacher.per_domain", True, "trains one model.teacher per domain; unset model.teachers "
-                              "and teacher.ckpt_path")
-        return [TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, seed, domain=d)
-                for d in range(num_domains)]
+            raise ConfigError(
+                "teacher.per_domain",
+                True,
+                "trains one model.teacher per domain; unset model.teachers and teacher.ckpt_path",
+            )
+        return [
+            TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, seed, domain=d) for d in range(num_domains)
+        ]
     if not listed:
         return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, seed, ckpt_path=ckpts)]
     if ckpts is not None and (isinstance(ckpts, str) or len(ckpts) != len(listed)):
-        raise ConfigError("teacher.ckpt_path", ckpts, f"with {len(listed)} model.teachers, give a list of {len(listed)} paths")
-    return [TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, seed + i, ckpt_path=ckpts[i] if ckpts else None)
-            for i, node in enumerate(listed)]
+        raise ConfigError(
+            "teacher.ckpt_path", ckpts, f"with {len(listed)} model.teachers, give a list of {len(listed)} paths"
+        )
+    return [
+        TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, seed + i, ckpt_path=ckpts[i] if ckpts else None)
+        for i, node in enumerate(listed)
+    ]
 
 
 def teacher_attack(cfg: DictConfig) -> Any:
@@ -99,14 +116,28 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
     pretrained = spec.node.get("pretrained")
     with section(f"{spec.key}.pretrained"):  # fine-tuned from a folder: its weights are part of the teacher
         weights = weights_hash(pretrained) if pretrained else None
-    return teacher_key({"model": plain(spec.node), "data": data, "teacher": teacher, "trainer": trainer,
-                        "seed": spec.seed, "domain": spec.domain, "data_fingerprint": data_fingerprint,
-                        **({"pretrained_weights": weights} if weights else {})})
+    return teacher_key(
+        {
+            "model": plain(spec.node),
+            "data": data,
+            "teacher": teacher,
+            "trainer": trainer,
+            "seed": spec.seed,
+            "domain": spec.domain,
+            "data_fingerprint": data_fingerprint,
+            **({"pretrained_weights": weights} if weights else {}),
+        }
+    )
 
 
-def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassifier,
-                    datamodule: TensorDataModule, val: dict[str, float] | None = None,
-                    throughput: dict[str, dict] | None = None) -> dict[str, Any]:
+def provide_teacher(
+    cfg: DictConfig,
+    spec: TeacherSpec,
+    model: TransformerClassifier,
+    datamodule: TensorDataModule,
+    val: dict[str, float] | None = None,
+    throughput: dict[str, dict] | None = None,
+) -> dict[str, Any]:
     """Fill ``model`` with trained weights; return its params, test metrics and where it came from
     (``val[role]``: its best validation accuracy, when trained here)."""
     data = datamodule.for_teacher()  # every label, even when the student gets few
@@ -133,11 +164,17 @@ def provide_teacher(cfg: DictConfig, spec: TeacherSpec, model: TransformerClassi
                 with section("teacher.optimizer"):
                     optimizer = OptimizerConfig(**cfg.teacher.optimizer)
                 with section("teacher"):  # a robust teacher: adversarial training (ARD distills from one)
-                    module = ClassifierModule(model, num_classes, optimizer, attack=teacher_attack(cfg),
-                                              adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0),
-                                              task=datamodule.task)
-                test = fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val,
-                                    throughput=throughput)
+                    module = ClassifierModule(
+                        model,
+                        num_classes,
+                        optimizer,
+                        attack=teacher_attack(cfg),
+                        adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0),
+                        task=datamodule.task,
+                    )
+                test = fit_and_test(
+                    module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val, throughput=throughput
+                )
                 source = "trained"
                 if global_rank() == 0:
                     entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})

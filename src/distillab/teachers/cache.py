@@ -42,11 +42,11 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 
 from distillab.core.config import check_choice, check_number
-from distillab.data.tensor_datamodule import IndexedTensorDataset
-from distillab.models.topk import TopK, sampled_of, topk_of
-from distillab.models.output import ModelOutput
-from distillab.teachers.ensemble import Teachers
 from distillab.core.entries import atomic_entry, file_lock, verify_entry
+from distillab.data.tensor_datamodule import IndexedTensorDataset
+from distillab.models.output import ModelOutput
+from distillab.models.topk import TopK, sampled_of, topk_of
+from distillab.teachers.ensemble import Teachers
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def flatten(out: ModelOutput | list[ModelOutput]) -> dict[str, Tensor]:
     return flat
 
 
-def to_topk(flat: dict[str, Tensor], k: int, temperature: float, samples: int = 0,
-            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def to_topk(
+    flat: dict[str, Tensor], k: int, temperature: float, samples: int = 0, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
     """Each member's dense logits [..., V] replaced by their top-k form (losses/topk.py): token
     ids in the smallest integer type that holds V, log-probabilities at ``temperature`` and
     the tail mass in half precision. What a language-model teacher's cache keeps: V floats a
@@ -184,9 +185,12 @@ class TeacherOutputCache:
         self.topk_samples: dict[str, int] = {}  # key -> how many of its top-k slots are sampled
 
     def key(self, teachers: Teachers, request: SplitRequest) -> str:
-        parts = [weights_fingerprint(teachers), data_fingerprint(request.dataset, teachers.route_by_domain),
-                 f"hidden={request.hidden_states} attn={request.attentions} routed={teachers.route_by_domain} "
-                 f"members={len(teachers)} precision={request.precision}"]
+        parts = [
+            weights_fingerprint(teachers),
+            data_fingerprint(request.dataset, teachers.route_by_domain),
+            f"hidden={request.hidden_states} attn={request.attentions} routed={teachers.route_by_domain} "
+            f"members={len(teachers)} precision={request.precision}",
+        ]
         if request.keep is not None and (request.hidden_states or request.attentions):
             parts.append("keep=" + ",".join(sorted(request.keep)))
         if request.topk is not None:
@@ -201,8 +205,13 @@ class TeacherOutputCache:
         if self.mode == "off":
             return
         if request.inputs_vary:
-            log.info("teacher.cache=%s: the %s inputs are augmented (new every epoch), so the teacher runs on "
-                     "every %s batch", self.mode, request.split, request.split)
+            log.info(
+                "teacher.cache=%s: the %s inputs are augmented (new every epoch), so the teacher runs on "
+                "every %s batch",
+                self.mode,
+                request.split,
+                request.split,
+            )
             return
         key = self.key(teachers, request)
         self.topk_samples[key] = request.topk_samples if request.topk is not None else 0
@@ -221,12 +230,15 @@ class TeacherOutputCache:
             if key is None:
                 continue
             entry = self._entries[key]
-            out[split] = {"bytes": sum(v.numel() * v.element_size() for v in entry.values()),
-                          "dense_logits_bytes": self.dense_bytes.get(key),
-                          "build_seconds": self.build_seconds.get(key),
-                          "topk": int(entry[next(k for k in entry if k.endswith(".topk.indices"))].shape[-1])
-                          if any(k.endswith(".topk.indices") for k in entry) else None,
-                          "samples": self.topk_samples.get(key, 0)}
+            out[split] = {
+                "bytes": sum(v.numel() * v.element_size() for v in entry.values()),
+                "dense_logits_bytes": self.dense_bytes.get(key),
+                "build_seconds": self.build_seconds.get(key),
+                "topk": int(entry[next(k for k in entry if k.endswith(".topk.indices"))].shape[-1])
+                if any(k.endswith(".topk.indices") for k in entry)
+                else None,
+                "samples": self.topk_samples.get(key, 0),
+            }
         return out
 
     def lookup(self, split: str, index: Tensor, seq_len: int | None = None) -> ModelOutput | list[ModelOutput] | None:
@@ -240,8 +252,9 @@ class TeacherOutputCache:
             return None
         entry = self._entries[key]
         rows = index.to(next(iter(entry.values())).device)
-        return unflatten({k: _cut(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True)
-                          for k, v in entry.items()})
+        return unflatten(
+            {k: _cut(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True) for k, v in entry.items()}
+        )
 
     def cached(self, split: str) -> bool:
         return self._split_keys.get(split) is not None
@@ -249,9 +262,13 @@ class TeacherOutputCache:
     def summary(self) -> dict[str, Any]:
         """For metrics.json: the mode, which splits were served from the cache, and how many
         entries this run computed (0 when a previous run's were reused)."""
-        return {"mode": self.mode, "cached_splits": sorted(s for s in self._split_keys if self.cached(s)),
-                "live_splits": sorted(s for s in self._split_keys if not self.cached(s)),
-                "computed_here": len(self.built), "splits": self.sizes()}
+        return {
+            "mode": self.mode,
+            "cached_splits": sorted(s for s in self._split_keys if self.cached(s)),
+            "live_splits": sorted(s for s in self._split_keys if not self.cached(s)),
+            "computed_here": len(self.built),
+            "splits": self.sizes(),
+        }
 
     # -- building -------------------------------------------------------------------------
 
@@ -303,16 +320,25 @@ class TeacherOutputCache:
             if not outputs:
                 size = sum(v[0].numel() * v.element_size() for v in flat.values()) * n
                 if size > self.budget_bytes:
-                    log.warning("teacher outputs for %s would take %.0f MB, over teacher.cache_budget_mb=%g; "
-                                "the teacher runs on every %s batch", request.split, size / 2**20,
-                                self.budget_bytes / 2**20, request.split)
+                    log.warning(
+                        "teacher outputs for %s would take %.0f MB, over teacher.cache_budget_mb=%g; "
+                        "the teacher runs on every %s batch",
+                        request.split,
+                        size / 2**20,
+                        self.budget_bytes / 2**20,
+                        request.split,
+                    )
                     return None
                 outputs = {k: v.new_empty((n, *v.shape[1:])) for k, v in flat.items()}
             for k, v in flat.items():
-                outputs[k][start:start + len(v)] = v
+                outputs[k][start : start + len(v)] = v
         self.built.append(key)
         self.build_seconds[key] = round(time.perf_counter() - started, 2)
         self.dense_bytes[key] = dense
-        log.info("teacher outputs for %s computed once: %d samples, %.2f MB", request.split, n,
-                 sum(v.numel() * v.element_size() for v in outputs.values()) / 2**20)
+        log.info(
+            "teacher outputs for %s computed once: %d samples, %.2f MB",
+            request.split,
+            n,
+            sum(v.numel() * v.element_size() for v in outputs.values()) / 2**20,
+        )
         return outputs

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from distillab.data.tensor_datamodule import take_inputs
-from distillab.models.topk import TopK
 from distillab.models.output import ModelOutput
+from distillab.models.topk import TopK
 from distillab.teachers.frozen import FrozenTeacher
 
 
@@ -66,7 +66,9 @@ class Teachers(nn.Module):
             layers = [getattr(o, field) for _, o in routed]
             if layers[0] is None:
                 return None
-            return tuple(_scatter([(idx, o[i]) for (idx, _), o in zip(routed, layers)], n) for i in range(len(layers[0])))
+            return tuple(
+                _scatter([(idx, o[i]) for (idx, _), o in zip(routed, layers)], n) for i in range(len(layers[0]))
+            )
 
         logits = _scatter([(idx, o.logits) for idx, o in routed], n)
         return ModelOutput(logits, merge("hidden_states"), merge("attentions"))

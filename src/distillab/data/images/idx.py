@@ -61,8 +61,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_DTYPES[data[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
-        raise IDXError(f"{path} is truncated or padded: shape {shape} needs {expected} bytes of values, "
-                       f"the file has {len(data) - header}")
+        raise IDXError(
+            f"{path} is truncated or padded: shape {shape} needs {expected} bytes of values, "
+            f"the file has {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -62,8 +62,9 @@ class IDXImageDataModule(TensorDataModule):
         self.download = check_choice("download", download, (True, False))
         self.val_size = check_int("val_size", val_size, low=1, high=30000)
         self.split_seed = check_int("split_seed", split_seed, low=0)
-        self.max_train_samples = None if max_train_samples is None else check_int("max_train_samples",
-                                                                                  max_train_samples, low=10)
+        self.max_train_samples = (
+            None if max_train_samples is None else check_int("max_train_samples", max_train_samples, low=10)
+        )
         self.random_shift = check_int("random_shift", random_shift, low=0, high=4)
         if self.random_shift:
             self.augmentation = partial(_shift, max_shift=self.random_shift)
@@ -78,11 +79,15 @@ class IDXImageDataModule(TensorDataModule):
             try:
                 path = fetch(f"{stem}.gz", self.data_dir, list(self.mirrors), self.checksums.get(f"{stem}.gz"))
             except IDXError as err:
-                raise ConfigError("download", True, f"{err}; check the connection, or put the files in "
-                                  f"data.data_dir={self.data_dir} by hand") from err
+                raise ConfigError(
+                    "download",
+                    True,
+                    f"{err}; check the connection, or put the files in data.data_dir={self.data_dir} by hand",
+                ) from err
         if path is None:
-            raise ConfigError("data_dir", str(self.data_dir),
-                              f"has no {stem}.gz (or {stem}) of {self.name}; {self.how_to_get}")
+            raise ConfigError(
+                "data_dir", str(self.data_dir), f"has no {stem}.gz (or {stem}) of {self.name}; {self.how_to_get}"
+            )
         return path
 
     def _read(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -91,17 +96,28 @@ class IDXImageDataModule(TensorDataModule):
             images, labels = read_idx(self._file(image_stem)), read_idx(self._file(label_stem))
         except IDXError as err:
             raise ConfigError("data_dir", str(self.data_dir), f"{err}; delete it and {self.how_to_get}") from err
-        if images.ndim != 3 or images.shape[1:] != (self.image_size, self.image_size) or labels.shape != images.shape[:1]:
-            raise ConfigError("data_dir", str(self.data_dir), f"{split} files hold images {images.shape} and labels "
-                              f"{labels.shape}; expected [N, 28, 28] images and N labels")
+        if (
+            images.ndim != 3
+            or images.shape[1:] != (self.image_size, self.image_size)
+            or labels.shape != images.shape[:1]
+        ):
+            raise ConfigError(
+                "data_dir",
+                str(self.data_dir),
+                f"{split} files hold images {images.shape} and labels "
+                f"{labels.shape}; expected [N, 28, 28] images and N labels",
+            )
         return images, labels
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         (x, y), (x_test, y_test) = self._read("train"), self._read("test")
-        rest, val = train_test_split(np.arange(len(y)), test_size=self.val_size, random_state=self.split_seed, stratify=y)
+        rest, val = train_test_split(
+            np.arange(len(y)), test_size=self.val_size, random_state=self.split_seed, stratify=y
+        )
         if self.max_train_samples is not None and self.max_train_samples < len(rest):
-            keep, _ = stratified_pick("max_train_samples", self.max_train_samples, y[rest], self.max_train_samples,
-                                      self.split_seed)
+            keep, _ = stratified_pick(
+                "max_train_samples", self.max_train_samples, y[rest], self.max_train_samples, self.split_seed
+            )
             rest = rest[keep.numpy()]
 
         def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -137,5 +153,7 @@ class FashionMNISTDataModule(IDXImageDataModule):
         "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
     }
-    how_to_get = ("install it with `apt-get install -y dataset-fashion-mnist` (files in "
-                  "/usr/share/datasets/fashion-mnist) or set data.download=true")
+    how_to_get = (
+        "install it with `apt-get install -y dataset-fashion-mnist` (files in "
+        "/usr/share/datasets/fashion-mnist) or set data.download=true"
+    )

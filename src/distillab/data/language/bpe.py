@@ -33,8 +33,12 @@ FORMAT_VERSION = 1
 
 def check_vocab_size(vocab_size: int) -> int:
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
-        raise ConfigError("vocab_size", vocab_size, f"must be an integer >= {MIN_VOCAB_SIZE} "
-                                                    f"({BYTE_ALPHABET_SIZE} bytes + {len(SPECIAL_TOKENS)} special tokens)")
+        raise ConfigError(
+            "vocab_size",
+            vocab_size,
+            f"must be an integer >= {MIN_VOCAB_SIZE} "
+            f"({BYTE_ALPHABET_SIZE} bytes + {len(SPECIAL_TOKENS)} special tokens)",
+        )
     return vocab_size
 
 
@@ -57,8 +61,12 @@ def build_bpe(texts: Sequence[str], vocab_size: int) -> Tokenizer:
     # add_prefix_space=False: no space is added before a text, so decoding gives it back exactly.
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer, length=len(texts))
     return tokenizer
 
@@ -69,5 +77,10 @@ def train_bpe(texts: Sequence[str], vocab_size: int, root: str | Path) -> Tokeni
     jobs wait on a lock and then load it; a corrupt entry is trained again)."""
     check_vocab_size(vocab_size)
     texts = list(texts)
-    return stored_tokenizer(Path(root).expanduser(), bpe_key(texts, vocab_size),
-                            lambda: build_bpe(texts, vocab_size), "a byte-level BPE", len(texts))
+    return stored_tokenizer(
+        Path(root).expanduser(),
+        bpe_key(texts, vocab_size),
+        lambda: build_bpe(texts, vocab_size),
+        "a byte-level BPE",
+        len(texts),
+    )

@@ -57,24 +57,36 @@ def check_source(i: int, source: Any) -> CorpusSource:
         raise ConfigError(key, source, f"must be a mapping with keys {', '.join(SOURCE_KEYS)}")
     for name in source:
         if name not in SOURCE_KEYS:
-            raise ConfigError(f"{key}.{name}", source[name], f"is not a key of a source (its keys: {', '.join(SOURCE_KEYS)})")
+            raise ConfigError(
+                f"{key}.{name}", source[name], f"is not a key of a source (its keys: {', '.join(SOURCE_KEYS)})"
+            )
     path, column = source.get("path"), source.get("column")
     header, delimiter = source.get("header"), source.get("delimiter")
     if not isinstance(path, (str, Path)) or not str(path) or not Path(path).expanduser().is_file():
         raise ConfigError(f"{key}.path", path, "no such file")
-    if column is not None and not (isinstance(column, str) and column) and (
-            isinstance(column, bool) or not isinstance(column, int) or column < 0):
-        raise ConfigError(f"{key}.column", column, "must be null (plain text, one document a line), a 0-based "
-                                                   "column index or a column name (with header=true)")
+    if (
+        column is not None
+        and not (isinstance(column, str) and column)
+        and (isinstance(column, bool) or not isinstance(column, int) or column < 0)
+    ):
+        raise ConfigError(
+            f"{key}.column",
+            column,
+            "must be null (plain text, one document a line), a 0-based "
+            "column index or a column name (with header=true)",
+        )
     if header is not None and not isinstance(header, bool):
         raise ConfigError(f"{key}.header", header, "must be true, false or null (true when column is a name)")
     if isinstance(column, str) and header is False:
-        raise ConfigError(f"{key}.column", column, "a column name needs header=true; without a header give a 0-based index")
+        raise ConfigError(
+            f"{key}.column", column, "a column name needs header=true; without a header give a 0-based index"
+        )
     if delimiter == "\\t":  # `...delimiter='\t'` on a command line arrives as backslash, t
         delimiter = "\t"
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
-        raise ConfigError(f"{key}.delimiter", delimiter, "must be one character, or null for tab in .tsv/.txt "
-                                                         "and comma in .csv")
+        raise ConfigError(
+            f"{key}.delimiter", delimiter, "must be one character, or null for tab in .tsv/.txt and comma in .csv"
+        )
     return CorpusSource(Path(path).expanduser().resolve(), column, header, delimiter)
 
 
@@ -110,13 +122,21 @@ class CorpusDataModule(TensorDataModule):
         self.val_fraction = check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
         self.test_fraction = check_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
         if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError("test_fraction", test_fraction, f"val_fraction + test_fraction must be < 1 "
-                                                              f"(val_fraction={val_fraction}), leaving documents to train on")
+            raise ConfigError(
+                "test_fraction",
+                test_fraction,
+                f"val_fraction + test_fraction must be < 1 "
+                f"(val_fraction={val_fraction}), leaving documents to train on",
+            )
         self.split_seed = check_int("split_seed", split_seed, low=0)
         if max_train_tokens is not None:
             max_train_tokens = check_int("max_train_tokens", max_train_tokens, low=self.block_size)
         self.max_train_tokens = max_train_tokens
-        if not isinstance(tokenizer_dir, (str, Path)) or not str(tokenizer_dir) or Path(tokenizer_dir).expanduser().is_file():
+        if (
+            not isinstance(tokenizer_dir, (str, Path))
+            or not str(tokenizer_dir)
+            or Path(tokenizer_dir).expanduser().is_file()
+        ):
             raise ConfigError("tokenizer_dir", tokenizer_dir, "must be a folder path (created if missing)")
         self.tokenizer_dir = Path(tokenizer_dir).expanduser()
         self.tokenizer: Tokenizer | None = None
@@ -131,11 +151,14 @@ class CorpusDataModule(TensorDataModule):
         """Document positions of each split, in the order of one permutation drawn with split_seed."""
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         n_val, n_test = round(n * self.val_fraction), round(n * self.test_fraction)
-        return {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+        return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
 
     def load_splits(self) -> dict[str, tuple[dict[str, Tensor], Tensor]]:
-        texts = [text for i, s in enumerate(self.sources)
-                 for text in read_corpus_texts(s.path, s.column, s.header, s.delimiter, key=f"sources[{i}].path")]
+        texts = [
+            text
+            for i, s in enumerate(self.sources)
+            for text in read_corpus_texts(s.path, s.column, s.header, s.delimiter, key=f"sources[{i}].path")
+        ]
         index = self.split_documents(len(texts))
         docs = {split: [texts[i] for i in index[split].tolist()] for split in SPLITS}
         tokenizer = train_bpe(docs["train"], self.vocab_size, self.tokenizer_dir)
@@ -145,17 +168,25 @@ class CorpusDataModule(TensorDataModule):
             ids = [e.ids for e in tokenizer.encode_batch(docs[split])] if docs[split] else []
             blocks = pack_blocks(ids, self.block_size + 1, eos_id)
             if len(blocks) == 0:
-                raise ConfigError(key, getattr(self, key), f"leaves the {split} split {len(ids)} documents, "
-                                  f"{sum(map(len, ids))} tokens: not one block of block_size + 1 = "
-                                  f"{self.block_size + 1} tokens ({len(texts)} documents in all)")
+                raise ConfigError(
+                    key,
+                    getattr(self, key),
+                    f"leaves the {split} split {len(ids)} documents, "
+                    f"{sum(map(len, ids))} tokens: not one block of block_size + 1 = "
+                    f"{self.block_size + 1} tokens ({len(texts)} documents in all)",
+                )
             if split == "train":
                 self._full_train = blocks
             if split == "train" and self.max_train_tokens is not None:
                 # The permuted order makes the first blocks a random sample of documents.
                 wanted = math.ceil(self.max_train_tokens / self.block_size)
                 if wanted > len(blocks):
-                    log.warning("max_train_tokens=%d: the training split has only %d tokens (%d blocks); using them all",
-                                self.max_train_tokens, len(blocks) * self.block_size, len(blocks))
+                    log.warning(
+                        "max_train_tokens=%d: the training split has only %d tokens (%d blocks); using them all",
+                        self.max_train_tokens,
+                        len(blocks) * self.block_size,
+                        len(blocks),
+                    )
                 blocks = blocks[:wanted]
             inputs = blocks[:, :-1].contiguous()
             out[split] = ({"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}, blocks[:, 1:].contiguous())
@@ -164,8 +195,13 @@ class CorpusDataModule(TensorDataModule):
         self.vocab_size_actual = self.num_classes = tokenizer.get_vocab_size()
         self.tokens, self.document_index = tokens, index
         self.documents = {split: len(docs[split]) for split in SPLITS}
-        log.info("corpus of %d sources: documents %s, tokens %s, vocabulary %d", len(self.sources),
-                 self.documents, self.tokens, self.vocab_size_actual)
+        log.info(
+            "corpus of %d sources: documents %s, tokens %s, vocabulary %d",
+            len(self.sources),
+            self.documents,
+            self.tokens,
+            self.vocab_size_actual,
+        )
         return {split: out[split] for split in SPLITS}
 
     def for_teacher(self) -> TensorDataModule:
@@ -176,8 +212,12 @@ class CorpusDataModule(TensorDataModule):
             return view
         view = copy.copy(view)
         inputs = self._full_train[:, :-1].contiguous()
-        view.splits = {**view.splits, "train": IndexedTensorDataset(
-            {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}, self._full_train[:, 1:].contiguous())}
+        view.splits = {
+            **view.splits,
+            "train": IndexedTensorDataset(
+                {"input_ids": inputs, "attention_mask": torch.ones_like(inputs)}, self._full_train[:, 1:].contiguous()
+            ),
+        }
         return view
 
     @property

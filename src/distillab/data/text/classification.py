@@ -27,8 +27,8 @@ from distillab.core.config import ConfigError, check_int, check_number
 from distillab.data.split import stratified_pick
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text.table import Column, read_table
-from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
 from distillab.data.text.unlabelled import check_unlabelled, read_lines, with_unlabelled
+from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,18 @@ def _check_column(key: str, value: Any) -> Column:
     return value
 
 
-def text_files(data_dir: str, train_file: str, test_file: str, val_file: str | None = None,
-               text_column: Column = 0, label_column: Column = 1, header: bool = False,
-               delimiter: str | None = None, labels: Sequence[Any] | None = None,
-               max_train_samples: int | None = None) -> TextFiles:
+def text_files(
+    data_dir: str,
+    train_file: str,
+    test_file: str,
+    val_file: str | None = None,
+    text_column: Column = 0,
+    label_column: Column = 1,
+    header: bool = False,
+    delimiter: str | None = None,
+    labels: Sequence[Any] | None = None,
+    max_train_samples: int | None = None,
+) -> TextFiles:
     """The per-data-set knobs, checked: the files exist, columns and labels are well-formed."""
     if not isinstance(data_dir, (str, Path)) or not Path(data_dir).expanduser().is_dir():
         raise ConfigError("data_dir", data_dir, "no such folder; point it at the folder holding the data files")
@@ -100,12 +108,16 @@ def text_files(data_dir: str, train_file: str, test_file: str, val_file: str | N
     if delimiter == "\\t":  # `data.delimiter='\t'` on a command line arrives as backslash, t
         delimiter = "\t"
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
-        raise ConfigError("delimiter", delimiter, "must be one character (e.g. ',' or '\\t'), or null for "
-                                                  "tab in .tsv/.txt and comma in .csv")
+        raise ConfigError(
+            "delimiter",
+            delimiter,
+            "must be one character (e.g. ',' or '\\t'), or null for tab in .tsv/.txt and comma in .csv",
+        )
     if labels is not None:
         if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or not labels:
-            raise ConfigError("labels", labels, "must be a non-empty list of label names, or null for the sorted "
-                                                "training labels")
+            raise ConfigError(
+                "labels", labels, "must be a non-empty list of label names, or null for the sorted training labels"
+            )
         labels = tuple(str(label).strip() for label in labels)
         if len(set(labels)) != len(labels):
             raise ConfigError("labels", list(labels), "must not repeat a label")
@@ -127,16 +139,29 @@ def _label_ids(key: str, path: Path, labels: Sequence[str], names: Sequence[str]
     if unknown:
         label, count = unknown.most_common(1)[0]
         more = f"; {len(unknown) - 1} other unknown labels" if len(unknown) > 1 else ""
-        raise ConfigError(key, str(path), f"has label {label!r} ({count} rows{more}), not among the labels "
-                                          f"{list(names)}: add it to labels or fix the file")
+        raise ConfigError(
+            key,
+            str(path),
+            f"has label {label!r} ({count} rows{more}), not among the labels "
+            f"{list(names)}: add it to labels or fix the file",
+        )
     return torch.tensor([ids[label] for label in labels], dtype=torch.long)
 
 
 def read_text_splits(files: TextFiles, val_fraction: float, split_seed: int) -> TextSplits:
     """The texts and label ids of train (whole: not subset), val and test."""
-    read = {split: read_table(files.path(split), files.text_column, files.label_column, files.header,
-                              files.delimiter, key=SPLIT_FILES[split])
-            for split in SPLIT_FILES if getattr(files, SPLIT_FILES[split]) is not None}
+    read = {
+        split: read_table(
+            files.path(split),
+            files.text_column,
+            files.label_column,
+            files.header,
+            files.delimiter,
+            key=SPLIT_FILES[split],
+        )
+        for split in SPLIT_FILES
+        if getattr(files, SPLIT_FILES[split]) is not None
+    }
     names = list(files.labels) if files.labels else _sorted_labels(read["train"][1])
     texts = {split: pair[0] for split, pair in read.items()}
     labels = {split: _label_ids(SPLIT_FILES[split], files.path(split), pair[1], names) for split, pair in read.items()}
@@ -155,14 +180,21 @@ def subset_train(splits: TextSplits, max_train_samples: int | None, seed: int) -
     if max_train_samples is None or max_train_samples >= len(labels):
         return splits
     keep, _ = stratified_pick("max_train_samples", max_train_samples, labels, max_train_samples, seed)
-    return replace(splits, texts={**splits.texts, "train": [splits.texts["train"][i] for i in keep.tolist()]},
-                   labels={**splits.labels, "train": labels[keep]})
+    return replace(
+        splits,
+        texts={**splits.texts, "train": [splits.texts["train"][i] for i in keep.tolist()]},
+        labels={**splits.labels, "train": labels[keep]},
+    )
 
 
 def tokenizer_settings(max_length: int, vocab_size: int, lowercase: bool, tokenizer_dir: str) -> TokenizerSettings:
     # 3 tokens at least: [CLS], one word piece, [SEP].
-    return TokenizerSettings(check_int("max_length", max_length, low=3), check_int("vocab_size", vocab_size, low=16),
-                             _check_bool("lowercase", lowercase), _check_dir("tokenizer_dir", tokenizer_dir))
+    return TokenizerSettings(
+        check_int("max_length", max_length, low=3),
+        check_int("vocab_size", vocab_size, low=16),
+        _check_bool("lowercase", lowercase),
+        _check_dir("tokenizer_dir", tokenizer_dir),
+    )
 
 
 def _check_dir(key: str, value: Any) -> Path:
@@ -172,12 +204,15 @@ def _check_dir(key: str, value: Any) -> Path:
 
 
 def check_split_knobs(val_fraction: float, split_seed: int) -> tuple[float, int]:
-    return (check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True),
-            check_int("split_seed", split_seed, low=0))
+    return (
+        check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True),
+        check_int("split_seed", split_seed, low=0),
+    )
 
 
-def tokenize_splits(texts: Mapping[str, list[str]], tokenizer: Tokenizer,
-                    max_length: int) -> dict[str, dict[str, Tensor]]:
+def tokenize_splits(
+    texts: Mapping[str, list[str]], tokenizer: Tokenizer, max_length: int
+) -> dict[str, dict[str, Tensor]]:
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
@@ -216,8 +251,11 @@ class TokenizedTextDataModule(TensorDataModule):
     @property
     def model_kwargs(self) -> dict[str, int]:
         self.setup()
-        return {"num_labels": self.num_classes, "vocab_size": self.tokenizer.get_vocab_size(),
-                "max_length": self.max_length}
+        return {
+            "num_labels": self.num_classes,
+            "vocab_size": self.tokenizer.get_vocab_size(),
+            "max_length": self.max_length,
+        }
 
     def fingerprint(self) -> str | None:
         self.setup()
@@ -266,8 +304,18 @@ class TextClassificationDataModule(TokenizedTextDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers)
         self.keep_labels(labelled_fraction, label_seed)
         self.unlabelled = check_unlabelled(unlabelled)
-        self.files = text_files(data_dir, train_file, test_file, val_file, text_column, label_column, header,
-                                delimiter, labels, max_train_samples)
+        self.files = text_files(
+            data_dir,
+            train_file,
+            test_file,
+            val_file,
+            text_column,
+            label_column,
+            header,
+            delimiter,
+            labels,
+            max_train_samples,
+        )
         self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
         self.tokenizer_settings = tokenizer_settings(max_length, vocab_size, lowercase, tokenizer_dir)
         self.max_length = self.tokenizer_settings.max_length
@@ -284,6 +332,10 @@ class TextClassificationDataModule(TokenizedTextDataModule):
             raw, extras["train"]["has_label"] = with_unlabelled(raw, read_lines(self.unlabelled))
         self.texts, self.label_names, self.num_classes = raw.texts, raw.label_names, len(raw.label_names)
         inputs = tokenize_splits(raw.texts, self.tokenizer, self.max_length)
-        log.info("text data %s: %s samples, %d labels", self.files.data_dir,
-                 {k: len(v) for k, v in raw.labels.items()}, self.num_classes)
+        log.info(
+            "text data %s: %s samples, %d labels",
+            self.files.data_dir,
+            {k: len(v) for k, v in raw.labels.items()},
+            self.num_classes,
+        )
         return {split: (inputs[split], raw.labels[split], extras[split]) for split in SPLIT_FILES}

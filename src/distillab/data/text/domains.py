@@ -41,16 +41,22 @@ FILE_KEYS = tuple(inspect.signature(text_files).parameters)
 
 def _domain_files(domains: Any) -> dict[str, TextFiles]:
     if not isinstance(domains, Mapping) or len(domains) < 2:
-        raise ConfigError("domains", domains, "must map at least two domain names to their files "
-                                              "(for one data set use TextClassificationDataModule)")
+        raise ConfigError(
+            "domains",
+            domains,
+            "must map at least two domain names to their files (for one data set use TextClassificationDataModule)",
+        )
     files = {}
     for name, keys in domains.items():
         if not isinstance(name, str) or not name or not isinstance(keys, Mapping):
             raise ConfigError(f"domains.{name}", keys, "must be a mapping of file keys under a non-empty name")
         unknown = sorted(set(keys) - set(FILE_KEYS))
         if unknown:
-            raise ConfigError(f"domains.{name}.{unknown[0]}", keys[unknown[0]],
-                              f"is not a per-domain key; allowed: {', '.join(FILE_KEYS)}")
+            raise ConfigError(
+                f"domains.{name}.{unknown[0]}",
+                keys[unknown[0]],
+                f"is not a per-domain key; allowed: {', '.join(FILE_KEYS)}",
+            )
         with section(f"domains.{name}"):
             files[name] = text_files(**keys)
     return files
@@ -125,6 +131,10 @@ class TextDomainsDataModule(TokenizedTextDataModule):
         joined, domain_ids = join_domains(raw)
         self.texts, self.label_names, self.num_classes = joined.texts, joined.label_names, len(joined.label_names)
         inputs = tokenize_splits(joined.texts, self.tokenizer, self.max_length)
-        log.info("text domains %s: %s samples, labels %s", self.domain_names,
-                 {k: len(v) for k, v in joined.labels.items()}, self.label_names)
+        log.info(
+            "text domains %s: %s samples, labels %s",
+            self.domain_names,
+            {k: len(v) for k, v in joined.labels.items()},
+            self.label_names,
+        )
         return {split: (inputs[split], joined.labels[split], {"domain": domain_ids[split]}) for split in SPLIT_FILES}

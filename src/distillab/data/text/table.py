@@ -43,8 +43,11 @@ def _column_index(key: str, column: Column, header: list[str] | None, width: int
             raise ConfigError(key, column, f"is not a column of the header {header}")
         return header.index(column)
     if column >= width:
-        raise ConfigError(key, column, f"is out of range: line {line} has {width} columns (indices 0..{width - 1}); "
-                                       "is the delimiter right?")
+        raise ConfigError(
+            key,
+            column,
+            f"is out of range: line {line} has {width} columns (indices 0..{width - 1}); is the delimiter right?",
+        )
     return column
 
 
@@ -84,12 +87,18 @@ def read_table(
                 if not row:
                     continue  # blank lines, e.g. a trailing one
                 if columns is None:
-                    columns = (_column_index("text_column", text_column, names, len(row), reader.line_num),
-                               _column_index("label_column", label_column, names, len(row), reader.line_num))
+                    columns = (
+                        _column_index("text_column", text_column, names, len(row), reader.line_num),
+                        _column_index("label_column", label_column, names, len(row), reader.line_num),
+                    )
                     need = max(columns) + 1
                 if len(row) < need:
-                    raise ConfigError(key, str(path), f"line {reader.line_num} has {len(row)} columns, needs at least "
-                                                      f"{need} (text column {columns[0]}, label column {columns[1]})")
+                    raise ConfigError(
+                        key,
+                        str(path),
+                        f"line {reader.line_num} has {len(row)} columns, needs at least "
+                        f"{need} (text column {columns[0]}, label column {columns[1]})",
+                    )
                 text, label = row[columns[0]], row[columns[1]]
                 if quoting == csv.QUOTE_NONE:
                     text, label = unquote(text), unquote(label)

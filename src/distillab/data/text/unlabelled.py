@@ -41,5 +41,8 @@ def with_unlabelled(splits: TextSplits, texts: list[str]) -> tuple[TextSplits, T
     n = len(splits.labels["train"])
     has_label = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(len(texts), dtype=torch.bool)])
     labels = torch.cat([splits.labels["train"], torch.zeros(len(texts), dtype=torch.long)])
-    return replace(splits, texts={**splits.texts, "train": splits.texts["train"] + texts},
-                   labels={**splits.labels, "train": labels}), has_label
+    return replace(
+        splits,
+        texts={**splits.texts, "train": splits.texts["train"] + texts},
+        labels={**splits.labels, "train": labels},
+    ), has_label
