@@ -33,7 +33,8 @@ from distillab.core.config import ConfigError
 # A deprecation inside Lightning's own code, printed on every run; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+# The configs ship inside the package, so an installed distillab finds them wherever it runs.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("distillab")
 
 
@@ -95,7 +96,7 @@ def _record_failure(err: BaseException, message: str | None) -> None:
         pass  # the folder itself may be what cannot be written
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     from distillab.core.distributed import is_distributed
     from distillab.run.pipeline import run  # heavy imports after Hydra has parsed --help
