@@ -113,7 +113,7 @@ def cli(tmp_path):
         cmd = [
             sys.executable,
             "-m",
-            "distillab.cli.train",
+            "distillab.cli",
             *(["-m"] if multirun else []),
             *(TINY_OVERRIDES if tiny is True else tiny or []),
             *args,

@@ -97,7 +97,7 @@ def test_full_disk_is_one_clear_error(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "distillab.cli.train",
+        "distillab.cli",
         *QUICK,
         "model.teacher.hidden_size=64",
         f"hydra.run.dir={tmp_path / 'run'}",

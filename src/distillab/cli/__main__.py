@@ -1,0 +1,5 @@
+"""``python -m distillab.cli``: the same as the ``distillab`` command."""
+
+from distillab.cli.train import main
+
+main()

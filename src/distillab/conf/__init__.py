@@ -1,0 +1,1 @@
+"""The YAML configs, shipped inside the package: Hydra finds them as the module distillab.conf."""
