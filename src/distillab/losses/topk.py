@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from distillab.losses.reduce import upcast
-from distillab.models.topk import TopK
+from distillab.models.topk import TopK, sampled_of, topk_of  # noqa: F401  (re-exported from losses)
 
 Positions = tuple[Tensor, ...]  # one index tensor per leading axis: x[positions] is [n, ...]
 
