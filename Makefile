@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 APT     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (sudo -n true 2>/dev/null && echo sudo -n apt-get))
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data demo lint package test bench clean
 
 $(BIN)/distillab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ data:
 demo: setup data
 	$(BIN)/distillab experiment=digits_kd
 
-test: setup data
+# The linters and the layered import contract (pyproject.toml), then the installed wheel, then the suite.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+package: setup
+	PYTHON=$(BIN)/python TORCH="$(TORCH)" bash scripts/check_wheel.sh
+
+test: setup data lint package
 	$(BIN)/pytest -q
 
 clean:

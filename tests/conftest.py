@@ -22,14 +22,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Teacher and student differ in depth and width (feature losses map layers and project widths).
 TINY_TEACHER = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=2)
 TINY_STUDENT = dict(hidden_size=16, num_layers=1, num_heads=1, intermediate_size=32, patch_size=2)
-TINY_OVERRIDES = [
-    "teacher.max_epochs=2",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=5",
-    *(f"model.teacher.{k}={v}" for k, v in TINY_TEACHER.items()),
-    *(f"model.student.{k}={v}" for k, v in TINY_STUDENT.items()),
-    "callbacks.progress_bar.refresh_rate=1000",
-]
+# The same sizes as a config group (src/distillab/conf/debug/tiny.yaml), so a user can run them too.
+TINY_OVERRIDES = ["debug=tiny"]
 
 
 def config_error_key(make) -> str:
