@@ -1,8 +1,8 @@
 """debug=tiny: the tests' tiny sizes as a config group a user can run."""
 
-from conftest import TINY_STUDENT, TINY_TEACHER
 from hydra import compose, initialize_config_dir
 
+from conftest import TINY_STUDENT, TINY_TEACHER
 from distillab.cli.train import CONFIG_DIR
 
 

@@ -18,7 +18,7 @@ from distillab.data.language.bpe import EOS_TOKEN, TOKENIZER_FILE
 from distillab.data.language.corpus import pack_blocks, read_corpus_texts
 
 AGNEWS_DEV = SHARED_DATA / "agnews" / "dev.tsv"
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data" / "lm_corpus.yaml"
+CONF = Path(__file__).resolve().parents[2] / "src" / "distillab" / "conf" / "data" / "lm_corpus.yaml"
 needs_agnews = pytest.mark.skipif(
     not AGNEWS_DEV.is_file(), reason=f"real data absent: {AGNEWS_DEV} (../shared/data not beside the checkout)"
 )

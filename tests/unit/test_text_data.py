@@ -330,7 +330,7 @@ def test_domains_have_disjoint_labels_domain_ids_and_one_tokenizer(sst2_dir, agn
 @pytest.mark.parametrize("name", ["sst2", "agnews", "sst2_agnews"])
 def test_data_configs_build(name, tmp_path):
     shared("sst2", "train.tsv"), shared("agnews", "dev.tsv")
-    node = OmegaConf.load(ROOT / "conf" / "data" / f"{name}.yaml")
+    node = OmegaConf.load(ROOT / "src" / "distillab" / "conf" / "data" / f"{name}.yaml")
     cfg = OmegaConf.create({"paths": {"data_root": str(DATA), "teachers_dir": str(tmp_path)}, "seed": 3, "data": node})
     dm = instantiate(cfg.data)  # checks every key and that the files exist; reads nothing yet
     assert dm.max_length == 64 and dm.tokenizer_settings.tokenizer_dir == tmp_path / "tokenizers"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from distillab.core.entries import sha256_file
+from distillab.core.keys import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def verify_checkpoint(path: str | Path) -> str | None:
     recorded = Path(f"{path}{SUFFIX}")
     if not recorded.is_file():
         return None
-    if sha256_file(path) != recorded.read_text().strip():
+    if file_digest(path) != recorded.read_text().strip():
         return "corrupt: its SHA-256 does not match the one written with it"
     return None
 
@@ -48,7 +48,7 @@ class HashedCheckpointIO(TorchCheckpointIO):
         try:
             super().save_checkpoint(checkpoint, path, storage_options)
             tmp = Path(f"{path}{SUFFIX}.tmp")
-            tmp.write_text(sha256_file(Path(path)))
+            tmp.write_text(file_digest(Path(path)))
             os.replace(tmp, f"{path}{SUFFIX}")
         except OSError as err:  # a full disk: say which file (fsspec's error does not)
             raise OSError(err.errno, err.strerror, err.filename or str(path)) from err

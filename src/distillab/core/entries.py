@@ -1,5 +1,5 @@
-"""Files that are complete or absent: a SHA-256 of a file, an exclusive lock between processes,
-and a folder written atomically with a manifest of its files' hashes (written last).
+"""Files that are complete or absent: an exclusive lock between processes, and a folder
+written atomically with a manifest of its files' SHA-256 (written last).
 
 What the teacher store, the teacher-output cache, the tokenizers and the checkpoints build on.
 An entry without a manifest, or whose files do not match it, is treated as absent.
@@ -7,8 +7,6 @@ An entry without a manifest, or whose files do not match it, is treated as absen
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -16,28 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
+
+from distillab.core.keys import file_digest
+
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes (DDP ranks, parallel jobs of a sweep): the first
-    to get it builds an entry, the others wait and then find it built."""
+    to get it builds an entry, the others wait (with no time limit) and then find it built.
+    ``filelock`` takes it with the system's lock (flock on POSIX, LockFileEx on Windows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 @contextmanager
@@ -50,7 +41,7 @@ def atomic_entry(root: Path, key: str, checked: tuple[str, ...]) -> Iterator[Pat
     tmp.mkdir()
     try:
         yield tmp
-        manifest = {"key": key, "sha256": {name: sha256_file(tmp / name) for name in checked}}
+        manifest = {"key": key, "sha256": {name: file_digest(tmp / name) for name in checked}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         final = root / key
         shutil.rmtree(final, ignore_errors=True)
@@ -66,6 +57,6 @@ def verify_entry(entry: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return "incomplete (no readable manifest)"
     for name, expected in hashes.items():
-        if not (entry / name).is_file() or sha256_file(entry / name) != expected:
+        if not (entry / name).is_file() or file_digest(entry / name) != expected:
             return f"corrupt ({name} does not match the manifest)"
     return None

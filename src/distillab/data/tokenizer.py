@@ -11,7 +11,6 @@ teacher stored with one must not outlive it (keep ``tokenizer_dir`` beside the t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from tokenizers import (
 from torch import Tensor
 
 from distillab.core.entries import atomic_entry, file_lock, verify_entry
+from distillab.core.keys import short_hash, texts_key
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,7 @@ FORMAT_VERSION = 1
 
 def tokenizer_key(texts: Sequence[str], vocab_size: int, lowercase: bool) -> str:
     """Stable short hash of the training texts and the settings."""
-    digest = hashlib.sha256(f"wordpiece-v{FORMAT_VERSION}|{vocab_size}|{lowercase}|{len(texts)}".encode())
-    for text in texts:
-        blob = text.encode()
-        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] hash differently.
-        digest.update(len(blob).to_bytes(8, "little") + blob)
-    return digest.hexdigest()[:16]
+    return texts_key(f"wordpiece-v{FORMAT_VERSION}|{vocab_size}|{lowercase}", texts)
 
 
 def train_wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> Tokenizer:
@@ -107,17 +102,16 @@ def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what:
 
 
 @contextmanager
-def _lengths(tokenizer: Tokenizer, max_length: int | None) -> Iterator[Tokenizer]:
-    """Inside the block, pad and truncate to ``max_length`` (None: neither); after it, the
-    tokenizer's own settings again (the object may be shared)."""
+def _lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
+    """Inside the block, pad and truncate to ``max_length``; after it, the tokenizer's own
+    settings again (the object may be shared)."""
     padding, truncation = tokenizer.padding, tokenizer.truncation
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    if max_length is not None:
-        tokenizer.enable_truncation(max_length)
-        # A pretrained tokenizer names its own pad token (RoBERTa's is <pad>); ours is [PAD], id 0.
-        pad = {k: padding[k] for k in ("pad_id", "pad_token")} if padding else {"pad_id": 0, "pad_token": "[PAD]"}
-        tokenizer.enable_padding(**pad, length=max_length)
+    tokenizer.enable_truncation(max_length)
+    # A pretrained tokenizer names its own pad token (RoBERTa's is <pad>); ours is [PAD], id 0.
+    pad = {k: padding[k] for k in ("pad_id", "pad_token")} if padding else {"pad_id": 0, "pad_token": "[PAD]"}
+    tokenizer.enable_padding(**pad, length=max_length)
     try:
         yield tokenizer
     finally:
@@ -141,15 +135,7 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> dict[
     }
 
 
-def token_lengths(tokenizer: Tokenizer, texts: Sequence[str]) -> Tensor:
-    """The number of tokens of each text, ``[CLS]`` and ``[SEP]`` included, untruncated
-    (to choose ``max_length``)."""
-    with _lengths(tokenizer, None):
-        encodings = tokenizer.encode_batch(list(texts))
-    return torch.tensor([len(e.ids) for e in encodings], dtype=torch.long)
-
-
 def tokenizer_hash(tokenizer: Tokenizer) -> str:
     """SHA-256 of the tokenizer's JSON: a teacher trained on ids from one vocabulary must not be
     reused with another (WordPiece training is not bit-for-bit reproducible)."""
-    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
+    return short_hash(tokenizer.to_str())

@@ -10,8 +10,6 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-METRIC_NAMES = ("acc", "f1", "precision", "recall")
-
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     """Accuracy (micro) and macro-averaged F1, precision and recall, logged as ``<prefix><name>``."""

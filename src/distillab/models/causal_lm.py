@@ -58,46 +58,46 @@ def build_causal_lm(
         raise ConfigError(
             "num_heads", num_heads, f"must divide hidden_size={hidden_size} (each head gets hidden_size / num_heads)"
         )
+    # What both architectures set alike: the vocabulary, tied embeddings, the end-of-text id.
+    shared = dict(
+        vocab_size=vocab_size,
+        tie_word_embeddings=tie_embeddings,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+    )
     if architecture == "gpt2":
-        inner = check_int("intermediate_size", intermediate_size, low=1) if intermediate_size else 4 * hidden_size
         config = GPT2Config(
-            vocab_size=vocab_size,
             n_positions=context,
             n_embd=hidden_size,
             n_layer=num_layers,
             n_head=num_heads,
-            n_inner=inner,
+            n_inner=_width(intermediate_size, 4 * hidden_size),
             resid_pdrop=dropout,
             embd_pdrop=dropout,
             attn_pdrop=dropout,
-            tie_word_embeddings=tie_embeddings,
-            bos_token_id=eos_token_id,
-            eos_token_id=eos_token_id,
+            **shared,
         )
         return TransformerClassifier(GPT2LMHeadModel(config), "input_ids")
     kv = check_int("num_kv_heads", num_kv_heads, low=1) if num_kv_heads else num_heads
     if num_heads % kv:
         raise ConfigError("num_kv_heads", kv, f"must divide num_heads={num_heads} (grouped-query attention)")
-    inner = (
-        check_int("intermediate_size", intermediate_size, low=1)
-        if intermediate_size
-        else -(-8 * hidden_size // 3 // 32) * 32
-    )
     config = LlamaConfig(
-        vocab_size=vocab_size,
         max_position_embeddings=context,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=kv,
-        intermediate_size=inner,
+        intermediate_size=_width(intermediate_size, -(-8 * hidden_size // 3 // 32) * 32),
         attention_dropout=dropout,
-        tie_word_embeddings=tie_embeddings,
-        bos_token_id=eos_token_id,
-        eos_token_id=eos_token_id,
         pad_token_id=None,
+        **shared,
     )
     return TransformerClassifier(LlamaForCausalLM(config), "input_ids")
+
+
+def _width(intermediate_size: int | None, default: int) -> int:
+    """The MLP width asked for, or the architecture's default when none is."""
+    return check_int("intermediate_size", intermediate_size, low=1) if intermediate_size else default
 
 
 def _from_folder(folder: str, vocab_size: int, context: int) -> TransformerClassifier:

@@ -11,7 +11,6 @@ student can take only the folder's architecture (``load_weights=false``) with fe
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from functools import lru_cache
@@ -27,6 +26,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from distillab.core.config import ConfigError, check_int, check_number
+from distillab.core.keys import file_digest
 from distillab.models.output import TransformerClassifier
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,8 @@ def pretrained_tokenizer(pretrained: Any) -> Path | None:
 
 @lru_cache(maxsize=8)
 def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    # size and mtime_ns are there for the cache: a file rewritten in place is hashed again.
+    return file_digest(path)
 
 
 def weights_hash(pretrained: Any) -> str:
@@ -185,7 +182,7 @@ def shared_tokenizer(pretrained_by_key: dict[str, Any]) -> Path | None:
         except ConfigError as err:
             raise err.under(key) from None
         if path is not None:
-            found[key] = path, hashlib.sha256(path.read_bytes()).hexdigest()
+            found[key] = path, file_digest(path)
     if len({digest for _, digest in found.values()}) > 1:
         (first, (path, _)), *rest = found.items()
         other, (other_path, _) = rest[0]

@@ -8,10 +8,8 @@ then reads rows ``index`` of the result. ``index`` is the sample's position in i
 so the lookup is right under shuffling and under DDP's sampler (every rank sees the whole
 split's outputs and reads its own rows).
 
-An entry is keyed by SHA-256 of: the teachers' weights, the split's inputs (and domains,
-when teachers are routed by domain), what was asked (hidden states, attentions), the
-routing, and the precision it ran in. Any change gives a new key, so a stale entry is
-never read; it is simply not found.
+An entry is found by its key (teachers/cache_key.py), which follows the teachers' weights,
+the split's inputs and what was asked: a stale entry is never read; it is simply not found.
 
 Modes (``teacher.cache``):
   off     the teacher runs on every batch
@@ -28,12 +26,8 @@ over a big split) are not cached: that split's batches go to the live teacher, s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,129 +37,26 @@ from torch import Tensor
 
 from distillab.core.config import check_choice, check_number
 from distillab.core.entries import atomic_entry, file_lock, verify_entry
-from distillab.data.tensor_datamodule import IndexedTensorDataset
 from distillab.models.output import ModelOutput
-from distillab.models.topk import TopK, sampled_of, topk_of
+from distillab.teachers.cache_key import SplitRequest, cache_key, data_fingerprint, weights_fingerprint
 from distillab.teachers.ensemble import Teachers
+from distillab.teachers.flat_outputs import cut_positions, flatten, to_topk, unflatten
+
+__all__ = [
+    "MODES",
+    "OUTPUTS",
+    "SplitRequest",
+    "TeacherOutputCache",
+    "data_fingerprint",
+    "flatten",
+    "unflatten",
+    "weights_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "off", "memory", "disk")
 OUTPUTS = "outputs.pt"
-FIELDS = ("hidden_states", "attentions")
-
-
-def flatten(out: ModelOutput | list[ModelOutput]) -> dict[str, Tensor]:
-    """``{"<member>.logits": ..., "<member>.hidden_states.<layer>": ...}`` for one or several teachers."""
-    flat = {}
-    for i, member in enumerate(out if isinstance(out, list) else [out]):
-        flat[f"{i}.logits"] = member.logits
-        for field in FIELDS:
-            for layer, value in enumerate(getattr(member, field) or ()):
-                flat[f"{i}.{field}.{layer}"] = value
-    return flat
-
-
-def to_topk(
-    flat: dict[str, Tensor], k: int, temperature: float, samples: int = 0, generator: torch.Generator | None = None
-) -> dict[str, Tensor]:
-    """Each member's dense logits [..., V] replaced by their top-k form (losses/topk.py): token
-    ids in the smallest integer type that holds V, log-probabilities at ``temperature`` and
-    the tail mass in half precision. What a language-model teacher's cache keeps: V floats a
-    position would not fit. ``samples`` > 0: the last that many of the k slots hold tokens
-    drawn from the rest of the distribution (``sampled_of``) instead of the next top tokens."""
-    out = {}
-    for name, value in flat.items():
-        if not name.endswith(".logits"):
-            out[name] = value
-            continue
-        member = name.removesuffix(".logits")
-        top = sampled_of(value, k, samples, temperature, generator) if samples else topk_of(value, k, temperature)
-        vocab = value.shape[-1]
-        index_dtype = torch.int16 if vocab <= torch.iinfo(torch.int16).max + 1 else torch.int32
-        out[f"{member}.topk.indices"] = top.indices.to(index_dtype)
-        out[f"{member}.topk.log_probs"] = top.log_probs.half()
-        out[f"{member}.topk.tail"] = top.tail.half()
-    return out
-
-
-def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput] | TopK | list[TopK]:
-    """The inverse of :func:`flatten` (and of :func:`to_topk`: a member kept as top-k comes
-    back as a TopK, or as a ModelOutput whose logits are that TopK when it also has hidden
-    states or attentions); layers that were not kept are None in their tuple."""
-    members = sum(k.endswith((".logits", ".topk.indices")) for k in flat)
-
-    def field(i: int, name: str) -> tuple[Tensor | None, ...] | None:
-        layers = [int(k.rsplit(".", 1)[1]) for k in flat if k.startswith(f"{i}.{name}.")]
-        return tuple(flat.get(f"{i}.{name}.{j}") for j in range(max(layers) + 1)) if layers else None
-
-    def member(i: int) -> ModelOutput | TopK:
-        features = field(i, "hidden_states"), field(i, "attentions")
-        if f"{i}.topk.indices" in flat:
-            top = TopK(flat[f"{i}.topk.indices"].long(), flat[f"{i}.topk.log_probs"], flat[f"{i}.topk.tail"])
-            # With hidden states or attentions (a feature term beside the token term), the
-            # top-k form stands where the logits would.
-            return ModelOutput(top, *features) if any(f is not None for f in features) else top  # type: ignore[arg-type]
-        return ModelOutput(flat[f"{i}.logits"], *features)
-
-    outs = [member(i) for i in range(members)]
-    return outs if members > 1 else outs[0]
-
-
-def _cut(name: str, value: Tensor, seq_len: int | None) -> Tensor:
-    """Token positions past ``seq_len`` dropped: [B, T, H] hidden states, [B, heads, T, T] attentions."""
-    if seq_len is None or ".logits" in name:
-        return value
-    if ".attentions." in name:
-        return value[:, :, :seq_len, :seq_len]
-    return value[:, :seq_len]
-
-
-def _hash_tensor(digest: Any, tensor: Tensor) -> None:
-    tensor = tensor.detach().cpu().contiguous()
-    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-    digest.update(tensor.view(torch.uint8).numpy().data if tensor.numel() else b"")
-
-
-def weights_fingerprint(teachers: Teachers) -> str:
-    digest = hashlib.sha256()
-    for name, value in teachers.state_dict().items():
-        digest.update(name.encode())
-        _hash_tensor(digest, value)
-    return digest.hexdigest()
-
-
-def data_fingerprint(dataset: IndexedTensorDataset, with_domain: bool) -> str:
-    digest = hashlib.sha256()
-    inputs = dataset.inputs if isinstance(dataset.inputs, dict) else {"": dataset.inputs}
-    for name in sorted(inputs):
-        digest.update(name.encode())
-        _hash_tensor(digest, inputs[name])
-    if with_domain:
-        _hash_tensor(digest, dataset.extras["domain"])
-    return digest.hexdigest()
-
-
-@dataclass
-class SplitRequest:
-    """One split to serve from the cache, as the LightningModule sees it when a stage starts."""
-
-    split: str
-    dataset: IndexedTensorDataset
-    hidden_states: bool = False
-    attentions: bool = False
-    inputs_vary: bool = False  # random augmentation: a new input every epoch
-    batch_size: int = 256
-    device: torch.device | str = "cpu"
-    precision: str = "32-true"
-    context: Callable[[], AbstractContextManager] = nullcontext  # autocast under mixed precision
-    # The hidden-state/attention tensors the loss reads, as flat names ("0.hidden_states.6");
-    # None: every layer. Logits are always kept.
-    keep: frozenset[str] | None = None
-    # Language-model teachers: keep each position's top k tokens at this temperature, not V logits.
-    topk: int | None = None
-    topk_temperature: float = 1.0
-    topk_samples: int = 0  # of the k slots, how many hold tokens sampled beyond the top ones
 
 
 class TeacherOutputCache:
@@ -185,19 +76,7 @@ class TeacherOutputCache:
         self.topk_samples: dict[str, int] = {}  # key -> how many of its top-k slots are sampled
 
     def key(self, teachers: Teachers, request: SplitRequest) -> str:
-        parts = [
-            weights_fingerprint(teachers),
-            data_fingerprint(request.dataset, teachers.route_by_domain),
-            f"hidden={request.hidden_states} attn={request.attentions} routed={teachers.route_by_domain} "
-            f"members={len(teachers)} precision={request.precision}",
-        ]
-        if request.keep is not None and (request.hidden_states or request.attentions):
-            parts.append("keep=" + ",".join(sorted(request.keep)))
-        if request.topk is not None:
-            parts.append(f"topk={request.topk} T={request.topk_temperature}")
-            if request.topk_samples:
-                parts.append(f"samples={request.topk_samples}")
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+        return cache_key(teachers, request)
 
     def prepare(self, teachers: Teachers, request: SplitRequest) -> None:
         """Make ``request.split`` answer from the cache, or decide (and say) that it cannot."""
@@ -253,7 +132,10 @@ class TeacherOutputCache:
         entry = self._entries[key]
         rows = index.to(next(iter(entry.values())).device)
         return unflatten(
-            {k: _cut(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True) for k, v in entry.items()}
+            {
+                k: cut_positions(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True)
+                for k, v in entry.items()
+            }
         )
 
     def cached(self, split: str) -> bool:

@@ -11,13 +11,13 @@ stored file is the vocabulary: keep it beside anything trained on its ids.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from distillab.core.config import ConfigError
+from distillab.core.keys import texts_key
 from distillab.data.tokenizer import stored_tokenizer
 
 EOS_TOKEN = "<|endoftext|>"
@@ -44,13 +44,7 @@ def check_vocab_size(vocab_size: int) -> int:
 
 def bpe_key(texts: Sequence[str], vocab_size: int) -> str:
     """Stable sha256 (shortened) of the training texts and the settings."""
-    settings = f"bytebpe-v{FORMAT_VERSION}|{vocab_size}|{'|'.join(SPECIAL_TOKENS)}|{len(texts)}"
-    digest = hashlib.sha256(settings.encode())
-    for text in texts:
-        blob = text.encode()
-        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] hash differently.
-        digest.update(len(blob).to_bytes(8, "little") + blob)
-    return digest.hexdigest()[:16]
+    return texts_key(f"bytebpe-v{FORMAT_VERSION}|{vocab_size}|{'|'.join(SPECIAL_TOKENS)}", texts)
 
 
 def build_bpe(texts: Sequence[str], vocab_size: int) -> Tokenizer:
