@@ -16,7 +16,7 @@ teacher): what a user waits for between two lines of the progress bar.
                  teacher's logits precomputed once
   raw-live       the same loop with a teacher forward per batch
 
-Trainers are built from conf/trainer/default.yaml (what a run uses) without logger,
+Trainers are built from src/distillab/conf/trainer/default.yaml (what a run uses) without logger,
 checkpoints or progress bar (the raw loop has none either): what is compared is the
 training loop. Speed does not depend on what the weights hold,
 so the teacher is randomly initialised (a trained one would only cost its training).
@@ -150,7 +150,7 @@ def framework_epochs(pair: Pair, config: str, epochs: int, alternate: RawLoop | 
         )
     timer = EpochTimer(alternate)
     trainer = build(
-        OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml"),
+        OmegaConf.load(ROOT / "src" / "distillab" / "conf" / "trainer" / "default.yaml"),
         "trainer",
         accelerator="cpu",
         max_epochs=epochs,

@@ -117,7 +117,7 @@ def make_files(folder: Path) -> dict[str, Path]:
     from omegaconf import OmegaConf
 
     digits = {"image_size": 8, "num_channels": 1}
-    models = ROOT / "conf" / "model"
+    models = ROOT / "src" / "distillab" / "conf" / "model"
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name.strip("<>") for name in FILES}
     files["<text_file>"] = files["<text_file>"].with_suffix(".txt")
