@@ -1,5 +1,8 @@
-"""Data sets as LightningDataModules whose batches are ``{"inputs", "labels", "index"}`` dicts."""
+"""Data sets as LightningDataModules whose batches are ``{"inputs", "labels", "index"}`` dicts
+(data/batch.py lists every key), and the abilities some of them add (data/abilities.py)."""
 
+from distillab.data.abilities import ImageData, LabelledTexts, TakesTokenizer
+from distillab.data.batch import Batch
 from distillab.data.images.digits import DigitsDataModule
 from distillab.data.images.digits_domains import DigitsDomainsDataModule
 from distillab.data.images.idx_images import FashionMNISTDataModule, MNISTDataModule
@@ -9,6 +12,10 @@ from distillab.data.text.classification import TextClassificationDataModule
 from distillab.data.text.domains import TextDomainsDataModule
 
 __all__ = [
+    "Batch",
+    "ImageData",
+    "LabelledTexts",
+    "TakesTokenizer",
     "DigitsDataModule",
     "DigitsDomainsDataModule",
     "FashionMNISTDataModule",

@@ -1,8 +1,9 @@
 """In-memory tensor data: one shared DataModule that every small data set builds on.
 
 Batches are dicts ``{"inputs": Tensor | dict[str, Tensor], "labels": LongTensor,
-"index": LongTensor}``. ``index`` is the sample's position in its split, stable across
-epochs, shuffling and DDP sharding, which is what a teacher-output cache is keyed by.
+"index": LongTensor}`` and the split's extras (data/batch.py lists every key). ``index`` is
+the sample's position in its split, stable across epochs, shuffling and DDP sharding, which
+is what a teacher-output cache is keyed by.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from distillab.core.config import check_int, check_number
+from distillab.data.batch import Batch, Inputs
 from distillab.data.length_grouped import LengthGroupedSampler
 from distillab.data.split import stratified_pick
-
-Inputs = Tensor | dict[str, Tensor]
 
 
 def take_inputs(inputs: Inputs, idx: Tensor) -> Inputs:
@@ -43,7 +43,7 @@ def trim_padding(inputs: Inputs) -> Inputs:
     return {k: v[:, :length] if v.dim() > 1 else v for k, v in inputs.items()}
 
 
-def _as_batch(batch: dict[str, Any]) -> dict[str, Any]:
+def _as_batch(batch: Batch) -> Batch:
     """Collate function for datasets that already return whole batches."""
     return batch
 
@@ -80,16 +80,16 @@ class IndexedTensorDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+    def __getitems__(self, indices: list[int]) -> Batch:
         return self.batch(torch.as_tensor(indices, dtype=torch.long))
 
-    def batch(self, idx: Tensor, full_length: bool = False) -> dict[str, Any]:
+    def batch(self, idx: Tensor, full_length: bool = False) -> Batch:
         """The samples at positions ``idx`` as one batch dict; token inputs cut to the longest
         sequence in it unless ``full_length`` (the teacher cache stores every position)."""
         inputs = take_inputs(self.inputs, idx)
         if self.dynamic_padding and not full_length:
             inputs = trim_padding(inputs)
-        batch = {"inputs": inputs, "labels": self.labels[idx], "index": idx}
+        batch: Batch = {"inputs": inputs, "labels": self.labels[idx], "index": idx}
         batch.update({k: v[idx] for k, v in self.extras.items()})
         return batch
 
@@ -163,8 +163,8 @@ class TensorDataModule(L.LightningDataModule):
         """Whether ``split``'s inputs change from epoch to epoch (random augmentation)."""
         return split == "train" and self.augmentation is not None
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        trainer = getattr(self, "trainer", None)
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        trainer = self.trainer  # None outside a Trainer (LightningDataModule sets it)
         if self.augmentation is not None and trainer is not None and trainer.training:
             batch = {**batch, "inputs": self.augmentation(batch["inputs"])}
         return batch

@@ -1,4 +1,4 @@
-"""Loss terms: ``forward(student_out, teacher_out, batch) -> Tensor``, summed by CompositeLoss."""
+"""Loss terms (LossTerm): ``forward(student_out, teacher_out, batch) -> Tensor``, summed by CompositeLoss."""
 
 from distillab.losses.adversarial import AdversarialLoss, OnPerturbed
 from distillab.losses.composite import CompositeLoss, LossResult
@@ -23,8 +23,9 @@ from distillab.losses.kd import (
     soft_target_kl,
 )
 from distillab.losses.mutual import MutualLoss, mutual_kl
-from distillab.losses.token import (
-    TokenDivergence,
+from distillab.losses.term import LossTerm
+from distillab.losses.token import TokenDivergence
+from distillab.losses.token_divergences import (
     forward_kl,
     generalized_jsd,
     reverse_kl,
@@ -45,6 +46,7 @@ __all__ = [
     "HintonKD",
     "LogitMSE",
     "LossResult",
+    "LossTerm",
     "MutualLoss",
     "OnPerturbed",
     "SoftTargetCE",

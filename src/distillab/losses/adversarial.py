@@ -19,35 +19,45 @@ term read it instead of the output on the clean inputs. Two losses follow:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from distillab.core.config import ConfigError
+from distillab.data.batch import Batch
 from distillab.losses.composite import CompositeLoss
-from distillab.models.output import ModelOutput
+from distillab.losses.term import LossTerm, check_term
+from distillab.models.output import EncoderShape, ModelOutput
 
 PERTURBED = "perturbed_out"
 
 
-class OnPerturbed(nn.Module):
-    """``term`` computed on the student's output for the perturbed inputs of the batch."""
+class OnPerturbed(LossTerm):
+    """``term`` computed on the student's output for the perturbed inputs of the batch; it
+    declares what ``term`` declares (it reads the same outputs, labels and teacher tensors)."""
 
     perturbs = True
 
-    def __init__(self, term: nn.Module):
+    def __init__(self, term: LossTerm):
         super().__init__()
-        self.term = term
+        self.term = check_term("term", term)
 
     @property
     def needs(self) -> frozenset[str]:
-        return getattr(self.term, "needs", frozenset())
+        return self.term.needs
 
-    def setup(self, student: Any, teachers: Any) -> None:
-        if hasattr(self.term, "setup"):
-            self.term.setup(student, teachers)
+    @property
+    def reads_labels(self) -> bool:
+        return self.term.reads_labels
 
-    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
+    def teacher_tensors(self) -> frozenset[str] | None:
+        return self.term.teacher_tensors()
+
+    def setup(self, student: EncoderShape, teachers: Sequence[EncoderShape]) -> None:
+        self.term.setup(student, teachers)
+
+    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: Batch) -> Tensor:
         if PERTURBED not in batch:
             raise RuntimeError("OnPerturbed needs batch['perturbed_out']: the loss must have an attack")
         return self.term(batch[PERTURBED], teacher_out, batch)
@@ -57,12 +67,12 @@ class AdversarialLoss(CompositeLoss):
     """A CompositeLoss with an ``attack`` (distillab.robustness.Attack) that its
     :class:`OnPerturbed` terms read; see the module docstring for the two losses built from it."""
 
-    def __init__(self, terms: dict[str, nn.Module], weights: dict[str, float], attack: Any):
+    def __init__(self, terms: dict[str, LossTerm], weights: dict[str, float], attack: Any):
         super().__init__(terms, weights)
         if attack is None:
             raise ConfigError("attack", None, "a loss with terms on perturbed inputs needs an attack (fgsm or pgd)")
-        if not any(getattr(t, "perturbs", False) for t in self.terms.values()):
+        if not any(t.perturbs for t in self.terms.values()):
             raise ConfigError(
                 "terms", sorted(self.terms), "has no term on perturbed inputs (OnPerturbed): use a plain loss instead"
             )
-        self.attack = attack
+        self.attack = attack  # a distillab.robustness.Attack (robustness sits above losses: not named here)

@@ -15,13 +15,12 @@ teacher's confidence. Everything is computed in log space, so p_y -> 1 stays fin
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from distillab.core.config import check_number
+from distillab.data.batch import Batch
 from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.models.output import ModelOutput
@@ -52,13 +51,12 @@ def dkd_parts(
     return masked_mean(tckd, mask), masked_mean(nckd, mask)
 
 
-class DKD(nn.Module, TeacherChoice):
+class DKD(TeacherChoice):
     """DKD term: T^2 * (α·TCKD + β·NCKD). Defaults are the paper's (α=1, β=8, T=4).
 
     Add a ``ce`` term beside it in the composite loss, as the paper does.
     """
 
-    needs: frozenset[str] = frozenset()
     reads_labels = True  # the target class splits the distribution: every sample needs its label
 
     def __init__(
@@ -70,13 +68,12 @@ class DKD(nn.Module, TeacherChoice):
         combine: str = "mean",
         teacher_weights: list[float] | None = None,
     ):
-        nn.Module.__init__(self)
-        TeacherChoice.__init__(self, teacher, combine, teacher_weights)
+        super().__init__(teacher, combine, teacher_weights)
         self.alpha = check_number("alpha", alpha, low=0)
         self.beta = check_number("beta", beta, low=0)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
 
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         log_p = self.log_probs(teacher_out, self.temperature)
         tckd, nckd = dkd_parts(student_out.logits, log_p, batch["labels"], self.temperature, batch.get("mask"))
         return self.temperature**2 * (self.alpha * tckd + self.beta * nckd)

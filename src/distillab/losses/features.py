@@ -8,6 +8,7 @@ real tokens) keeps padding out of the average.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,9 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distillab.core.config import ConfigError, check_choice, check_int
+from distillab.data.batch import Batch
 from distillab.losses.layer_map import layer_pairs
 from distillab.losses.reduce import masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherOut
+from distillab.losses.term import LossTerm
 from distillab.models.output import EncoderShape, ModelOutput
 
 
@@ -56,15 +59,14 @@ def attention_kl(student: Tensor, teacher: Tensor, mask: Tensor | None = None, e
     return masked_mean(kl.mean(1), mask)
 
 
-def token_mask(batch: dict[str, Any]) -> Tensor | None:
+def token_mask(batch: Batch) -> Tensor | None:
     inputs = batch["inputs"]
     return inputs.get("attention_mask") if isinstance(inputs, dict) else None
 
 
-class _LayerTerm(nn.Module):
+class _LayerTerm(LossTerm):
     """Layer mapping shared by the hidden-state and attention terms; ``setup`` sees both models."""
 
-    needs: frozenset[str] = frozenset()
     allow_embeddings = True
 
     def __init__(self, layers: Any = "uniform", teacher: int = 0):
@@ -73,7 +75,7 @@ class _LayerTerm(nn.Module):
         self.teacher = check_int("teacher", teacher, low=0)
         self.pairs: list[tuple[int, int]] = []
 
-    def setup(self, student: EncoderShape, teachers: list[EncoderShape]) -> None:
+    def setup(self, student: EncoderShape, teachers: Sequence[EncoderShape]) -> None:
         if self.teacher >= len(teachers):
             raise ConfigError("teacher", self.teacher, f"must be < the number of teachers ({len(teachers)})")
         teacher = teachers[self.teacher]
@@ -115,14 +117,14 @@ class HiddenStateLoss(_LayerTerm):
         self.metric = check_choice("metric", metric, self.METRICS)
         self.projections = nn.ModuleList()
 
-    def setup(self, student: EncoderShape, teachers: list[EncoderShape]) -> None:
+    def setup(self, student: EncoderShape, teachers: Sequence[EncoderShape]) -> None:
         super().setup(student, teachers)
         width_s, width_t = student.hidden_size, teachers[self.teacher].hidden_size
         self.projections = nn.ModuleList(
             nn.Linear(width_s, width_t) if width_s != width_t else nn.Identity() for _ in self.pairs
         )
 
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         if not self.pairs:
             raise RuntimeError("HiddenStateLoss.setup() was not called with the student and teacher shapes")
         teacher_states, mask = self.teacher_output(teacher_out).hidden_states, token_mask(batch)
@@ -150,7 +152,7 @@ class AttentionLoss(_LayerTerm):
         super().__init__(layers, teacher)
         self.metric = check_choice("metric", metric, self.METRICS)
 
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         if not self.pairs:
             raise RuntimeError("AttentionLoss.setup() was not called with the student and teacher shapes")
         teacher_maps, mask = self.teacher_output(teacher_out).attentions, token_mask(batch)

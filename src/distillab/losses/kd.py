@@ -11,12 +11,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from distillab.core.config import check_number
+from distillab.data.batch import Batch
 from distillab.losses.composite import CompositeLoss
 from distillab.losses.reduce import label_mask, masked_mean, upcast
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
+from distillab.losses.term import LossTerm
 from distillab.models.output import EncoderShape, ModelOutput
 
 
@@ -77,23 +79,19 @@ def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | Non
     return masked_mean((upcast(student_logits) - upcast(teacher_logits)).pow(2).mean(-1), mask)
 
 
-class CrossEntropy(nn.Module):
+class CrossEntropy(LossTerm):
     """Supervised term: CE(student, labels), averaged over the samples that have a label (all,
     unless the data keep only a fraction: ``data.labelled_fraction``); 0 when none has."""
 
-    needs: frozenset[str] = frozenset()
-
-    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: Any, batch: Batch) -> Tensor:
         return cross_entropy(student_out.logits, batch["labels"], label_mask(batch))
 
 
-class SoftTargetKL(nn.Module, TeacherChoice):
+class SoftTargetKL(TeacherChoice):
     """Distillation term: T^2 * KL(p_teacher || softmax(s/T)); see :func:`soft_target_kl`.
 
     With several teachers, p is their combined distribution (see teacher_targets.py).
     """
-
-    needs: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -102,11 +100,10 @@ class SoftTargetKL(nn.Module, TeacherChoice):
         combine: str = "mean",
         teacher_weights: list[float] | None = None,
     ):
-        nn.Module.__init__(self)
-        TeacherChoice.__init__(self, teacher, combine, teacher_weights)
+        super().__init__(teacher, combine, teacher_weights)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
 
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         log_p = self.log_probs(teacher_out, self.temperature)
         return kl_to_target(student_out.logits, log_p, self.temperature, batch.get("mask"))
 
@@ -114,21 +111,15 @@ class SoftTargetKL(nn.Module, TeacherChoice):
 class SoftTargetCE(SoftTargetKL):
     """Soft-target cross-entropy term; see :func:`soft_target_ce`."""
 
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         log_p = self.log_probs(teacher_out, self.temperature)
         return soft_target_ce(student_out.logits, log_p, self.temperature, batch.get("mask"))
 
 
-class LogitMSE(nn.Module, TeacherChoice):
+class LogitMSE(TeacherChoice):
     """Logit matching term; see :func:`logit_mse`."""
 
-    needs: frozenset[str] = frozenset()
-
-    def __init__(self, teacher: int | None = None, combine: str = "mean", teacher_weights: list[float] | None = None):
-        nn.Module.__init__(self)
-        TeacherChoice.__init__(self, teacher, combine, teacher_weights)
-
-    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: dict[str, Any]) -> Tensor:
+    def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         return logit_mse(student_out.logits, self.logits(teacher_out), batch.get("mask"))
 
 

@@ -12,6 +12,7 @@ Layers are numbered 1..L (hidden-state index 0 is the embeddings output):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from distillab.core.config import ConfigError
@@ -29,7 +30,7 @@ def layer_pairs(
         f"must be 'uniform', 'last' or a list of [student, teacher] layer pairs with student in "
         f"{low}..{student_layers} and teacher in {low}..{teacher_layers}"
     )
-    if isinstance(spec, str) or not hasattr(spec, "__iter__"):
+    if isinstance(spec, str) or not isinstance(spec, Iterable):
         raise ConfigError("layers", spec, allowed)
     pairs = []
     for pair in spec:
@@ -56,4 +57,4 @@ def layer_pairs(
 
 
 def _plain(spec: Any) -> Any:
-    return [list(p) if hasattr(p, "__iter__") else p for p in spec]
+    return [list(p) if isinstance(p, Iterable) else p for p in spec]

@@ -11,12 +11,11 @@ updates them all at every step.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from distillab.core.config import check_number
+from distillab.data.batch import Batch
 from distillab.losses.composite import LossResult
 from distillab.losses.kd import cross_entropy, soft_target_kl
 from distillab.losses.reduce import label_mask
@@ -36,7 +35,7 @@ class MutualLoss(nn.Module):
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
         self.kl_weight = check_number("kl_weight", kl_weight, low=0)
 
-    def forward(self, logits: list[Tensor], batch: dict[str, Any]) -> LossResult:
+    def forward(self, logits: list[Tensor], batch: Batch) -> LossResult:
         mask, labelled = batch.get("mask"), label_mask(batch)
         parts: dict[str, Tensor] = {}
         for k, z in enumerate(logits):

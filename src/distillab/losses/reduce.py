@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from distillab.core.numerics import upcast  # noqa: F401  (re-exported: every loss reads it from here)
+from distillab.data.batch import Batch
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
@@ -17,7 +16,7 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
-def label_mask(batch: dict[str, Any]) -> Tensor | None:
+def label_mask(batch: Batch) -> Tensor | None:
     """Where a supervised term may read ``labels``: the batch's position ``mask`` (padding
     of a language model) and, with few labels, its ``labelled`` samples ([batch])."""
     mask, labelled = batch.get("mask"), batch.get("labelled")

@@ -22,16 +22,18 @@ from torch import Tensor
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.losses.reduce import upcast
-from distillab.models.output import ModelOutput
+from distillab.losses.term import LossTerm
+from distillab.models.output import EncoderShape, ModelOutput
 
 COMBINE = ("mean", "weighted", "confidence")
 TeacherOut = ModelOutput | Sequence[ModelOutput]
 
 
-class TeacherChoice:
-    """Which teacher(s) a term reads; validated at construction. Mixed into loss terms."""
+class TeacherChoice(LossTerm):
+    """A term that reads the teachers' logits: which teacher(s), validated at construction."""
 
     def __init__(self, teacher: int | None = None, combine: str = "mean", teacher_weights: list[float] | None = None):
+        super().__init__()
         self.teacher = None if teacher is None else check_int("teacher", teacher, low=0)
         self.combine = check_choice("combine", combine, COMBINE)
         if combine == "weighted":
@@ -45,7 +47,7 @@ class TeacherChoice:
             self.teacher_weights = None
         self.given_weights = None if teacher_weights is None else list(teacher_weights)
 
-    def setup(self, student: object, teachers: Sequence[object]) -> None:
+    def setup(self, student: EncoderShape, teachers: Sequence[EncoderShape]) -> None:
         """Check ``teacher`` and ``teacher_weights`` against the run's teachers, before training."""
         self.check_count(len(teachers))
 

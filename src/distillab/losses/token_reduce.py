@@ -1,6 +1,6 @@
 """Token-level divergences summed over a batch's kept positions: the reductions behind
-losses/token.py. A dense teacher is read in chunks of positions (the gradient of each chunk
-taken in forward, so autograd holds one chunk's graph); a top-k teacher over its k + 1
+losses/token_divergences.py. A dense teacher is read in chunks of positions (the gradient of
+each chunk taken in forward, so autograd holds one chunk's graph); a top-k teacher over its k + 1
 buckets (losses/topk.py: one softmax over the vocabulary, gradient by hand)."""
 
 from __future__ import annotations

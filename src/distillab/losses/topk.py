@@ -1,6 +1,6 @@
 """A teacher's next-token distribution kept sparse (its top k tokens and the rest of its mass
 as one bucket), and both models' log-probabilities over the vocabulary or those k + 1 buckets.
-What the token-level divergences (token.py) and a top-k teacher cache read."""
+What the token-level divergences (token_divergences.py) and a top-k teacher cache read."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 
 from distillab.core.checkpoints import rng_states, set_rng_states
 from distillab.core.config import check_choice, check_number
+from distillab.data.batch import Batch
 from distillab.evaluation.lm_metrics import language_model_metrics, masked_labels
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
@@ -71,7 +72,7 @@ class ClassifierModule(L.LightningModule):
     def forward(self, inputs: Tensor | dict[str, Tensor]) -> ModelOutput:
         return self.model(inputs)
 
-    def training_loss(self, batch: dict[str, Any]) -> LossResult:
+    def training_loss(self, batch: Batch) -> LossResult:
         ce = cross_entropy(self.run_model(batch["inputs"]).logits, batch["labels"], label_mask(batch))
         if self.attack is None:
             return LossResult(ce, {"ce": ce})
@@ -79,7 +80,7 @@ class ClassifierModule(L.LightningModule):
         w = self.adversarial_weight
         return LossResult((1 - w) * ce + w * ce_adv, {"ce": ce, "ce_adv": ce_adv})
 
-    def perturbed(self, batch: dict[str, Any], attack: Attack, **needs: bool) -> ModelOutput:
+    def perturbed(self, batch: Batch, attack: Attack, **needs: bool) -> ModelOutput:
         """The model's output on the adversarial version of the batch: ``attack`` raises the
         model's cross-entropy on the labels (inputs in [0, 1]; token models in embedding space).
         The attack runs in eval mode (no dropout noise in its gradients) and draws its random
@@ -94,7 +95,7 @@ class ClassifierModule(L.LightningModule):
             self.model.train(was_training)
         return adv(self.model, **needs)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         result = self.training_loss(batch)
         if not torch.isfinite(result.total):
             self._stop_non_finite(result)
@@ -142,7 +143,7 @@ class ClassifierModule(L.LightningModule):
         every = trainer.log_every_n_steps
         return bool(trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
 
-    def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
+    def evaluate(self, batch: Batch, split: str) -> ModelOutput:
         """Accumulate one val/test batch; the metrics are logged once, at the epoch's end."""
         out = self.run_model(batch["inputs"])
         n = len(batch["labels"])
@@ -156,10 +157,10 @@ class ClassifierModule(L.LightningModule):
         self.log(f"{split}/loss", self.val_loss if split == "val" else self.test_loss)
         self.log_dict(self.val_metrics if split == "val" else self.test_metrics, prog_bar=split == "val")
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self.evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self.evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:

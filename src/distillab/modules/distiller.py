@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from distillab.losses.adversarial import PERTURBED
+from distillab.data.batch import Batch
+from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.losses.adversarial import PERTURBED, AdversarialLoss
 from distillab.losses.composite import CompositeLoss, LossResult
 from distillab.losses.token import token_temperature
 from distillab.models.output import ModelOutput, TransformerClassifier
@@ -78,13 +80,13 @@ class DistillationModule(ClassifierModule):
     def _outputs_needed(self) -> dict[str, bool]:
         return {"hidden_states": "hidden_states" in self.loss.needs, "attentions": "attentions" in self.loss.needs}
 
-    def teacher_outputs(self, batch: dict[str, Any], split: str, **needs: bool) -> Any:
+    def teacher_outputs(self, batch: Batch, split: str, **needs: bool) -> Any:
         inputs = batch["inputs"]
         seq_len = inputs["attention_mask"].shape[1] if isinstance(inputs, dict) and "attention_mask" in inputs else None
         cached = self.cache.lookup(split, batch["index"], seq_len)
         return cached if cached is not None else self.teachers(batch, **needs)
 
-    def training_loss(self, batch: dict[str, Any]) -> LossResult:
+    def training_loss(self, batch: Batch) -> LossResult:
         needs = self._outputs_needed()
         # Drawn from torch's generator: a seed (and a resumed run) gives the same choices.
         if self.on_policy is not None and float(torch.rand(())) < self.on_policy.on_policy_fraction:
@@ -93,12 +95,11 @@ class DistillationModule(ClassifierModule):
             return self.loss(student_out, self.teachers(batch, **needs), batch)  # new text: not in the cache
         student_out = self.run_model(batch["inputs"], **needs)
         teacher_out = self.teacher_outputs(batch, "train", **needs)  # on the clean inputs (ARD's targets)
-        attack = getattr(self.loss, "attack", None)
-        if attack is not None:  # terms on perturbed inputs (losses/adversarial.py) read this
-            batch = {**batch, PERTURBED: self.perturbed(batch, attack, **needs)}
+        if isinstance(self.loss, AdversarialLoss):  # its terms on perturbed inputs read this
+            batch = {**batch, PERTURBED: self.perturbed(batch, self.loss.attack, **needs)}
         return self.loss(student_out, teacher_out, batch)
 
-    def evaluate(self, batch: dict[str, Any], split: str) -> ModelOutput:
+    def evaluate(self, batch: Batch, split: str) -> ModelOutput:
         out = super().evaluate(batch, split)
         agreement = self.val_agreement if split == "val" else self.test_agreement
         agreement.update((out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float())
@@ -106,7 +107,7 @@ class DistillationModule(ClassifierModule):
 
     def _prepare_cache(self, split: str, **needs: bool) -> None:
         data = self.trainer.datamodule
-        if self.cache.mode == "off" or split not in getattr(data, "splits", {}):
+        if self.cache.mode == "off" or not isinstance(data, TensorDataModule) or split not in data.splits:
             return  # loaders not from a TensorDataModule: nothing to index into
         self.cache.prepare(
             self.teachers,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
 
 from torch import nn
 
+from distillab.data.batch import Batch
 from distillab.losses.composite import LossResult
 from distillab.losses.mutual import MutualLoss
 from distillab.models.output import TransformerClassifier
@@ -42,7 +42,7 @@ class MutualModule(ClassifierModule):
         self.peers = nn.ModuleList(peers)
         self.loss = loss
 
-    def training_loss(self, batch: dict[str, Any]) -> LossResult:
+    def training_loss(self, batch: Batch) -> LossResult:
         return self.loss([peer(batch["inputs"]).logits for peer in self.peers], batch)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:

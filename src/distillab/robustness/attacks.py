@@ -35,9 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from distillab.core.config import check_choice, check_int, check_number
+from distillab.data.batch import Batch, Inputs
 from distillab.models.output import ModelOutput
 
-Inputs = Tensor | dict[str, Tensor]
 ATTACKS = ("fgsm", "pgd")
 
 
@@ -267,7 +267,7 @@ class Perturbed:
 
 def perturb(
     model: nn.Module,
-    batch: dict[str, Any],
+    batch: Batch,
     loss_fn: Callable[[ModelOutput], Tensor],
     attack: Attack,
     lo: float | None = 0.0,

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from distillab.core.config import ConfigError
+from distillab.data.batch import Batch
 from distillab.losses.kd import cross_entropy
 from distillab.models.output import ModelOutput
 from distillab.robustness.attacks import Attack, perturb
 
 
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def _to(batch: Batch, device: torch.device) -> Batch:
     inputs = batch["inputs"]
     inputs = {k: v.to(device) for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.to(device)
     return {**batch, "inputs": inputs, "labels": batch["labels"].to(device)}
@@ -22,7 +22,7 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def robust_accuracy(
     model: nn.Module,
-    dataloader: Iterable[dict[str, Any]],
+    dataloader: Iterable[Batch],
     attacks: Sequence[Attack],
     lo: float | None = 0.0,
     hi: float | None = 1.0,

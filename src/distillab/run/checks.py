@@ -72,7 +72,7 @@ def check_loss(
         loss.setup(student.shape, [t.shape for t in teachers])
     few_labels = datamodule.labelled_fraction < 1 or datamodule.has_label is not None
     for name, term in loss.terms.items():
-        if few_labels and getattr(term, "reads_labels", False):
+        if few_labels and term.reads_labels:
             raise ConfigError(
                 f"loss.terms.{name}",
                 type(term).__name__,

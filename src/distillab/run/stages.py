@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.core.config import ConfigError, build, check_int, section
+from distillab.data.abilities import TakesTokenizer
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses import CompositeLoss
 from distillab.models.output import EncoderShape
@@ -102,7 +103,7 @@ def plan_stages(
         if node.get("data") is not None:
             data = build(_merged(cfg.data, node.data, f"{where}.data"), f"{where}.data")
             with section(f"{where}.data"):
-                if hasattr(datamodule, "tokenizer_file") and datamodule.tokenizer_file is not None:
+                if isinstance(datamodule, TakesTokenizer) and datamodule.tokenizer_file is not None:
                     data.use_tokenizer(datamodule.tokenizer_file)
                 data.setup()
             if data.fingerprint() != datamodule.fingerprint() or data.num_classes != datamodule.num_classes:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from distillab.core.config import ConfigError, build, check_int, section
 from distillab.core.distributed import global_rank, is_distributed
 from distillab.core.keys import teacher_key
+from distillab.data.abilities import ImageData
 from distillab.data.images.augment import random_shift
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.models.output import TransformerClassifier
@@ -66,7 +67,7 @@ def teacher_seed(cfg: DictConfig) -> int:
 
 def check_teacher_augmentation(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     shift = check_int("teacher.random_shift", cfg.teacher.get("random_shift") or 0, low=0, high=4)
-    if shift and getattr(datamodule, "image_size", None) is None:
+    if shift and not isinstance(datamodule, ImageData):
         raise ConfigError("teacher.random_shift", shift, "translates images; this data has none (use 0)")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distillab.data.batch import Batch
 from distillab.data.tensor_datamodule import take_inputs
 from distillab.models.output import ModelOutput
 from distillab.models.topk import TopK
@@ -41,7 +42,7 @@ class Teachers(nn.Module):
     def __len__(self) -> int:
         return len(self.members)
 
-    def forward(self, batch: dict[str, Any], hidden_states: bool = False, attentions: bool = False) -> Any:
+    def forward(self, batch: Batch, hidden_states: bool = False, attentions: bool = False) -> Any:
         if torch.is_inference_mode_enabled():
             return self._forward(batch, hidden_states, attentions)
         with torch.inference_mode():
@@ -50,7 +51,7 @@ class Teachers(nn.Module):
         # (e.g. cosine similarity to a teacher hidden state); copies can.
         return [o.apply(Tensor.clone) for o in out] if isinstance(out, list) else out.apply(Tensor.clone)
 
-    def _forward(self, batch: dict[str, Any], hidden_states: bool, attentions: bool) -> Any:
+    def _forward(self, batch: Batch, hidden_states: bool, attentions: bool) -> Any:
         inputs = batch["inputs"]
         if not self.route_by_domain:
             outs = [t(inputs, hidden_states, attentions) for t in self.members]
@@ -73,7 +74,7 @@ class Teachers(nn.Module):
         logits = _scatter([(idx, o.logits) for idx, o in routed], n)
         return ModelOutput(logits, merge("hidden_states"), merge("attentions"))
 
-    def top1(self, batch: dict[str, Any]) -> Tensor:
+    def top1(self, batch: Batch) -> Tensor:
         """The teachers' predicted class: of the routed teacher, or of their mean distribution."""
         return top1(self(batch))
 

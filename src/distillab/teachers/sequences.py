@@ -18,14 +18,14 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.core.entries import atomic_entry, file_lock, verify_entry
-from distillab.data.tensor_datamodule import IndexedTensorDataset
+from distillab.data.batch import Batch
+from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
 from distillab.models.generation import continue_sequences
 from distillab.models.output import TransformerClassifier
 from distillab.teachers.cache import data_fingerprint, weights_fingerprint
@@ -87,7 +87,7 @@ def _continued(model: TransformerClassifier, input_ids: Tensor, source: Sequence
     }
 
 
-def on_policy_batch(model: TransformerClassifier, batch: dict[str, Any], source: SequenceSource) -> dict[str, Any]:
+def on_policy_batch(model: TransformerClassifier, batch: Batch, source: SequenceSource) -> Batch:
     """The batch with its continuations sampled from the student (``model``)."""
     seq = _continued(model, batch["inputs"]["input_ids"], source)
     inputs = {"input_ids": seq["input_ids"], "attention_mask": torch.ones_like(seq["input_ids"])}
@@ -165,8 +165,12 @@ def stored_teacher_sequences(
 
 
 def teacher_sequence_data(
-    teacher: TransformerClassifier, datamodule: Any, source: SequenceSource, seed: int, teachers_dir: str | Path
-) -> Any:
+    teacher: TransformerClassifier,
+    datamodule: TensorDataModule,
+    source: SequenceSource,
+    seed: int,
+    teachers_dir: str | Path,
+) -> TensorDataModule:
     """A view of ``datamodule`` whose training split is the teacher's continuations (stored)."""
     train = datamodule.splits["train"]
     key = sequences_key(weights_fingerprint(teacher), data_fingerprint(train, False), source, seed)

@@ -16,11 +16,12 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int, check_number
+from distillab.data.abilities import ImageData
 from distillab.data.images.augment import random_shift as _shift
 from distillab.data.tensor_datamodule import TensorDataModule
 
 
-class DigitsDataModule(TensorDataModule):
+class DigitsDataModule(TensorDataModule, ImageData):
     num_classes = 10
     image_size = 8
     num_channels = 1

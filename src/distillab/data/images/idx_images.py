@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_choice, check_int
+from distillab.data.abilities import ImageData
 from distillab.data.images.augment import random_shift as _shift
 from distillab.data.images.idx import IDXError, fetch, find_idx, read_idx
 from distillab.data.split import stratified_pick
@@ -31,7 +32,7 @@ STEMS = {
 }
 
 
-class IDXImageDataModule(TensorDataModule):
+class IDXImageDataModule(TensorDataModule, ImageData):
     """28x28 grey images in IDX files; subclasses name the files' source and checksums."""
 
     num_classes = 10

@@ -21,18 +21,16 @@ import torch
 from torch import Tensor
 
 from distillab.core.config import ConfigError, section
-from distillab.data.text.classification import (
+from distillab.data.text.files import (
     SPLIT_FILES,
     TextFiles,
     TextSplits,
-    TokenizedTextDataModule,
     check_split_knobs,
     read_text_splits,
     subset_train,
     text_files,
-    tokenize_splits,
-    tokenizer_settings,
 )
+from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits, tokenizer_settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from distillab.core.config import ConfigError
 
 if TYPE_CHECKING:
-    from distillab.data.text.classification import TextSplits
+    from distillab.data.text.files import TextSplits
 
 
 def check_unlabelled(path: Any) -> Path | None:
