@@ -16,12 +16,13 @@ teacher's confidence. Everything is computed in log space, so p_y -> 1 stays fin
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from distillab.core.config import check_number
+from distillab.core.numerics import soft_log_probs
 from distillab.data.batch import Batch
-from distillab.losses.reduce import masked_mean, upcast
+from distillab.losses.kd import kl_rows
+from distillab.losses.reduce import masked_mean
 from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.models.output import ModelOutput
 
@@ -42,12 +43,10 @@ def dkd_parts(
     valid = labels >= 0  # -100 marks ignored positions in language-model labels
     mask = valid if mask is None else mask.bool() & valid
     target = labels.clamp_min(0)
-    log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
     pt_y, pt_rest, pt_hat = _split(teacher_log_probs, target)
-    qs_y, qs_rest, qs_hat = _split(log_q, target)
-    tckd = pt_y.exp() * (pt_y - qs_y) + pt_rest.exp() * (pt_rest - qs_rest)
-    is_target = F.one_hot(target, log_q.shape[-1]).bool()
-    nckd = (pt_hat.exp() * (pt_hat - qs_hat)).masked_fill(is_target, 0.0).sum(-1)
+    qs_y, qs_rest, qs_hat = _split(soft_log_probs(student_logits, temperature), target)
+    tckd = kl_rows(torch.stack([pt_y, pt_rest], -1), torch.stack([qs_y, qs_rest], -1))
+    nckd = kl_rows(pt_hat, qs_hat)  # the target entry is log 1 on both sides: it adds 0
     return masked_mean(tckd, mask), masked_mean(nckd, mask)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillab.core.config import check_number
+from distillab.core.numerics import soft_log_probs
 from distillab.data.batch import Batch
 from distillab.losses.composite import CompositeLoss
 from distillab.losses.reduce import label_mask, masked_mean, upcast
@@ -30,17 +31,21 @@ def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) ->
     return masked_mean(per_position.view(labels.shape), mask)
 
 
+def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) = sum_c p_c (log p_c - log q_c) over the last axis, from log p and log q."""
+    # 0 * log 0 = 0: a class the target rules out (log p = -inf, e.g. a masked vocabulary
+    # entry) must contribute nothing, not 0 * -inf = nan. Clamped to the lowest finite value,
+    # exp gives exactly 0 and the product is 0, in one op instead of a comparison and a select.
+    log_p = log_p.clamp_min(torch.finfo(log_p.dtype).min)
+    return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
+
+
 def kl_to_target(
     student_logits: Tensor, teacher_log_probs: Tensor, temperature: float, mask: Tensor | None = None
 ) -> Tensor:
     """T^2 * KL(p || softmax(s/T)) for a target distribution given as log p."""
-    log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    # 0 * log 0 = 0: a class the teacher rules out (log p = -inf, e.g. a masked vocabulary
-    # entry) must contribute nothing, not 0 * -inf = nan. Clamped to the lowest finite value,
-    # exp gives exactly 0 and the product is 0, in one op instead of a comparison and a select.
-    log_p = teacher_log_probs.clamp_min(torch.finfo(teacher_log_probs.dtype).min)
-    per_position = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
-    return temperature**2 * masked_mean(per_position, mask)
+    log_q = soft_log_probs(student_logits, temperature)
+    return temperature**2 * masked_mean(kl_rows(teacher_log_probs, log_q), mask)
 
 
 def soft_target_kl(
@@ -53,7 +58,7 @@ def soft_target_kl(
 
     The T^2 keeps the gradient's scale independent of T, so α keeps its meaning as T changes.
     """
-    return kl_to_target(student_logits, F.log_softmax(upcast(teacher_logits) / temperature, -1), temperature, mask)
+    return kl_to_target(student_logits, soft_log_probs(teacher_logits, temperature), temperature, mask)
 
 
 def soft_target_ce(
@@ -66,7 +71,7 @@ def soft_target_ce(
     It differs from the KL by the teacher's entropy, a constant for the student: same
     gradient, but its value does not reach 0 when the student matches.
     """
-    log_q = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
+    log_q = soft_log_probs(student_logits, temperature)
     p = teacher_log_probs.exp()
     return temperature**2 * masked_mean(-torch.where(p > 0, p * log_q, 0.0).sum(-1), mask)
 

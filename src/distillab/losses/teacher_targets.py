@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
-from distillab.losses.reduce import upcast
+from distillab.core.numerics import soft_log_probs
 from distillab.losses.term import LossTerm
 from distillab.models.output import EncoderShape, ModelOutput
 
@@ -66,8 +66,8 @@ class TeacherChoice(LossTerm):
         """log p of the (combined) teacher distribution at ``temperature``, shape [..., classes]."""
         outs = self.pick(teacher_out)
         if len(outs) == 1:
-            return F.log_softmax(upcast(outs[0].logits) / temperature, dim=-1)
-        log_ps = torch.stack([F.log_softmax(upcast(o.logits) / temperature, dim=-1) for o in outs])
+            return soft_log_probs(outs[0].logits, temperature)
+        log_ps = torch.stack([soft_log_probs(o.logits, temperature) for o in outs])
         if self.combine == "confidence":
             entropy = -torch.special.xlogy(log_ps.exp(), log_ps.exp()).sum(-1)  # [teachers, ...]; 0 log 0 = 0
             log_w = F.log_softmax(-entropy, dim=0).unsqueeze(-1)

@@ -19,16 +19,8 @@ from distillab.losses.composite import CompositeLoss
 from distillab.losses.kd import cross_entropy
 from distillab.losses.reduce import label_mask
 from distillab.losses.term import LossTerm
-from distillab.losses.token_divergences import (  # noqa: F401  (re-exported)
-    divergence_and_ce,
-    forward_kl,
-    generalized_jsd,
-    reverse_kl,
-    skew_kl,
-    skew_reverse_kl,
-    token_divergence,
-    total_variation,
-)
+from distillab.losses.token_divergences import *  # noqa: F403  (re-exported: they were first imported from here)
+from distillab.losses.token_divergences import divergence_and_ce, token_divergence
 from distillab.losses.token_rows import KINDS
 from distillab.losses.topk import TopK
 from distillab.models.output import ModelOutput

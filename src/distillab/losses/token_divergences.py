@@ -28,6 +28,10 @@ temperature T (``topk_of(logits, k, T)``); only the student is softened here.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -35,32 +39,75 @@ from distillab.losses.token_reduce import bucket_sum, divergence
 from distillab.losses.token_rows import rows_of
 from distillab.losses.topk import TopK
 
+__all__ = [
+    "divergence_and_ce",
+    "forward_kl",
+    "generalized_jsd",
+    "reverse_kl",
+    "skew_kl",
+    "skew_reverse_kl",
+    "token_divergence",
+    "total_variation",
+]
 
-def forward_kl(
+
+def token_divergence(
+    kind: str,
     student_logits: Tensor,
     teacher: Tensor | TopK,
     temperature: float = 1.0,
     mask: Tensor | None = None,
     *,
+    beta: float = 0.5,
+    alpha: float = 0.1,
     chunk: int = 1024,
 ) -> Tensor:
+    """The divergence named ``kind`` (one of token_rows.KINDS); β is read by jsd, α by the skew kinds."""
+    return divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)
+
+
+_KNOBS = ("beta", "alpha")  # the keywords of token_divergence that only some kinds read
+
+
+def _of_kind(name: str, kind: str, doc: str, knob: str | None = None) -> Callable[..., Tensor]:
+    """:func:`token_divergence` with ``kind`` fixed, published as ``name``: its signature less
+    ``kind`` and the knobs ``kind`` does not read (so passing one is a TypeError, as for any
+    function), and ``doc`` for its docstring."""
+    full = inspect.signature(token_divergence)
+    signature = full.replace(
+        parameters=[
+            p for p in full.parameters.values() if p.name != "kind" and (p.name not in _KNOBS or p.name == knob)
+        ]
+    )
+
+    def of_kind(*args: Any, **kwargs: Any) -> Tensor:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{name}() {err}") from None
+        bound.apply_defaults()
+        return token_divergence(kind, **bound.arguments)
+
+    of_kind.__name__ = of_kind.__qualname__ = name
+    of_kind.__doc__ = doc
+    of_kind.__signature__ = signature
+    return of_kind
+
+
+forward_kl = _of_kind(
+    "forward_kl",
+    "forward_kl",
     """Forward KL (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
 
         L = T^2 * KL(p || q) = T^2 * sum_v p_v (log p_v - log q_v),   p teacher, q student
 
     Mode-covering: the student is pushed to put mass wherever the teacher does.
-    """
-    return divergence(rows_of("forward_kl"), student_logits, teacher, temperature, mask, chunk)
+    """,
+)
 
-
-def reverse_kl(
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    chunk: int = 1024,
-) -> Tensor:
+reverse_kl = _of_kind(
+    "reverse_kl",
+    "reverse_kl",
     """Reverse KL (Gu et al. 2024, "MiniLLM: Knowledge Distillation of Large Language Models", ICLR):
 
         L = T^2 * KL(q || p) = T^2 * sum_v q_v (log q_v - log p_v)
@@ -68,19 +115,12 @@ def reverse_kl(
     Mode-seeking: the student is pushed off tokens the teacher finds unlikely. (MiniLLM
     optimises the sequence-level reverse KL with policy gradients; this is its token-level
     term, the exact per-position reverse KL.)
-    """
-    return divergence(rows_of("reverse_kl"), student_logits, teacher, temperature, mask, chunk)
+    """,
+)
 
-
-def generalized_jsd(
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    beta: float = 0.5,
-    chunk: int = 1024,
-) -> Tensor:
+generalized_jsd = _of_kind(
+    "generalized_jsd",
+    "jsd",
     """Generalised Jensen-Shannon divergence (Agarwal et al. 2024, "On-Policy Distillation of
     Language Models: Learning from Self-Generated Mistakes" (GKD), ICLR; after Huszár 2015),
     with P = p the teacher and Q = q the student, as in the paper's D(p_T || p_S):
@@ -99,35 +139,23 @@ def generalized_jsd(
     1 - β. The value here is the definition itself, also at the endpoints (where it is 0);
     some trainers (TRL's GKDTrainer) instead return the unscaled forward/reverse KL at β = 0
     and 1, a jump from the interior: for those, use :func:`forward_kl` / :func:`reverse_kl`.
-    """
-    return divergence(rows_of("jsd", beta=beta), student_logits, teacher, temperature, mask, chunk)
+    """,
+    knob="beta",
+)
 
-
-def total_variation(
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    chunk: int = 1024,
-) -> Tensor:
+total_variation = _of_kind(
+    "total_variation",
+    "tv",
     """Total variation distance (as a distillation loss: Wen et al. 2023, "f-Divergence
     Minimization for Sequence-Level Knowledge Distillation", ACL):
 
         TV(p, q) = 1/2 * sum_v |p_v - q_v|,   in [0, 1];   L = T^2 * TV(p, q)
-    """
-    return divergence(rows_of("tv"), student_logits, teacher, temperature, mask, chunk)
+    """,
+)
 
-
-def skew_kl(
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    alpha: float = 0.1,
-    chunk: int = 1024,
-) -> Tensor:
+skew_kl = _of_kind(
+    "skew_kl",
+    "skew_kl",
     """α-skew KL (Ko et al. 2024, "DistiLLM: Towards Streamlined Distillation for Large Language
     Models", ICML; default α = 0.1 as there), p teacher, q student:
 
@@ -135,19 +163,13 @@ def skew_kl(
 
     α mixes the teacher (the KL's own first argument) into the student side, which keeps the
     log-ratio bounded by log(1/α) where q is tiny. α = 0 is the forward KL; α = 1 gives 0.
-    """
-    return divergence(rows_of("skew_kl", alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+    """,
+    knob="alpha",
+)
 
-
-def skew_reverse_kl(
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    alpha: float = 0.1,
-    chunk: int = 1024,
-) -> Tensor:
+skew_reverse_kl = _of_kind(
+    "skew_reverse_kl",
+    "skew_reverse_kl",
     """α-skew reverse KL (Ko et al. 2024, DistiLLM, ICML), p teacher, q student:
 
         SRKL_α(p, q) = KL(q || (1 - α) p + α q),   L = T^2 * SRKL_α(p, q)
@@ -155,8 +177,9 @@ def skew_reverse_kl(
     As in the paper, α is again the weight of the KL's own first argument (here the student)
     in the mixture. α = 0 is the reverse KL; α = 1 gives 0. With α = 1 - β and α = β these
     two make up the generalised JSD: JSD_β = β SKL_β + (1 - β) SRKL_{1-β}.
-    """
-    return divergence(rows_of("skew_reverse_kl", alpha=alpha), student_logits, teacher, temperature, mask, chunk)
+    """,
+    knob="alpha",
+)
 
 
 def divergence_and_ce(
@@ -187,18 +210,3 @@ def divergence_and_ce(
         weights = weights[rows]
     ce = -(log_label * weights).sum() / weights.sum().clamp_min(1)
     return divergence, ce
-
-
-def token_divergence(
-    kind: str,
-    student_logits: Tensor,
-    teacher: Tensor | TopK,
-    temperature: float = 1.0,
-    mask: Tensor | None = None,
-    *,
-    beta: float = 0.5,
-    alpha: float = 0.1,
-    chunk: int = 1024,
-) -> Tensor:
-    """The divergence named ``kind`` (one of token_rows.KINDS); β is read by jsd, α by the skew kinds."""
-    return divergence(rows_of(kind, beta, alpha), student_logits, teacher, temperature, mask, chunk)

@@ -17,6 +17,7 @@ from distillab.losses.topk import (
     Positions,
     TopK,
     bucket_log_probs,
+    handed_out,
     log_probs_of,
     take_rows,
 )
@@ -77,13 +78,8 @@ class _ChunkedSum(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.grad is None:
-            raise RuntimeError(
-                "a token divergence's gradient was already handed out: backward through it "
-                "once per forward (retain_graph is not supported)"
-            )
-        grad, ctx.grad = ctx.grad.mul_(grad_out), None  # in place: no second logits-sized tensor
-        return grad, None, None, None, None
+        grad, ctx.grad = handed_out(ctx.grad, "a token divergence"), None
+        return grad.mul_(grad_out), None, None, None, None  # in place: no second logits-sized tensor
 
 
 def _check_shapes(student_logits: Tensor, teacher: Tensor | TopK) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from distillab.core.numerics import soft_log_probs
 from distillab.losses.reduce import upcast
 from distillab.models.topk import TopK, sampled_of, topk_of  # noqa: F401  (re-exported from losses)
 
@@ -23,10 +24,9 @@ def finite(log_p: Tensor) -> Tensor:
 
 def log_probs_of(student: Tensor, teacher: Tensor | TopK, temperature: float) -> tuple[Tensor, Tensor]:
     """(log p, log q) for rows of logits: over the vocabulary, or over k + 1 buckets for a TopK."""
-    z = upcast(student) / temperature
     if not isinstance(teacher, TopK):
-        log_p = F.log_softmax(upcast(teacher.detach()) / temperature, dim=-1)
-        return finite(log_p), finite(F.log_softmax(z, dim=-1))
+        return finite(soft_log_probs(teacher.detach(), temperature)), finite(soft_log_probs(student, temperature))
+    z = upcast(student) / temperature
     ids = teacher.indices.long()
     lse = torch.logsumexp(z, dim=-1, keepdim=True)
     # The student's mass outside the teacher's k ids: a log-sum-exp with those ids pushed to
@@ -34,11 +34,26 @@ def log_probs_of(student: Tensor, teacher: Tensor | TopK, temperature: float) ->
     # of nothing but -inf has a nan gradient).
     rest = torch.logsumexp(z.scatter(-1, ids, torch.finfo(z.dtype).min), dim=-1, keepdim=True)
     log_q = torch.cat([z.gather(-1, ids), rest], dim=-1) - lse
+    return teacher_buckets(teacher), finite(log_q)
+
+
+def teacher_buckets(teacher: TopK) -> Tensor:
+    """log p over the teacher's k + 1 buckets (its k tokens, then the rest of its mass)."""
     log_top = upcast(teacher.log_probs.detach())
     log_tail = teacher.tail.detach().to(log_top.dtype).clamp_min(0).log().unsqueeze(-1)
     log_p = finite(torch.cat([log_top, log_tail], dim=-1))
-    log_p = log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)  # the k + 1 buckets sum to 1
-    return finite(log_p), finite(log_q)
+    return finite(log_p - torch.logsumexp(log_p, dim=-1, keepdim=True))  # the k + 1 buckets sum to 1
+
+
+def handed_out(grad: Tensor | None, what: str) -> Tensor:
+    """A gradient computed in forward, which backward may hand out only once (the buffer is
+    reused in place): ``what``'s second backward through the same forward is an error."""
+    if grad is None:
+        raise RuntimeError(
+            f"{what}'s gradient was already handed out: backward through it once per forward "
+            "(retain_graph is not supported)"
+        )
+    return grad
 
 
 def take_rows(x: Tensor | TopK, positions: Positions) -> Tensor | TopK:
@@ -79,13 +94,8 @@ class _BucketLogProbs(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.q is None:
-            raise RuntimeError(
-                "a top-k divergence's gradient was already handed out: backward through it once "
-                "per forward (retain_graph is not supported)"
-            )
+        q, ctx.q, k = handed_out(ctx.q, "a top-k divergence"), None, ctx.k
         ids, log_ids, rest = ctx.saved_tensors
-        q, ctx.q, k = ctx.q, None, ctx.k
         g_ids, g_rest = grad[:, :-1], grad[:, -1]
         # No rest left (k = V, or the k ids hold all the mass): its bucket has no gradient.
         empty = rest <= torch.finfo(rest.dtype).tiny
@@ -116,8 +126,4 @@ def bucket_log_probs(
     # divergence would divide by a zero teacher probability.
     no_rest = (teacher.tail <= 0).unsqueeze(-1)
     log_q = torch.cat([out[:, :k], out[:, -1:].masked_fill(no_rest, torch.finfo(out.dtype).min)], dim=-1)
-    log_top = upcast(teacher.log_probs.detach())
-    log_tail = teacher.tail.detach().to(log_top.dtype).clamp_min(0).log().unsqueeze(-1)
-    log_p = finite(torch.cat([log_top, log_tail], dim=-1))
-    log_p = log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)  # the k + 1 buckets sum to 1
-    return finite(log_p), log_q, log_label
+    return teacher_buckets(teacher), log_q, log_label

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import BertConfig, BertForSequenceClassification
 
 from distillab.core.config import check_int
-from distillab.models.encoder_shape import check_encoder_shape
+from distillab.models.encoder_shape import encoder_keys, hf_classifier
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import build_pretrained
 
@@ -29,19 +29,8 @@ def build_bert(
     """
     if pretrained:
         return build_pretrained(pretrained, num_labels, vocab_size=vocab_size, max_length=max_length)
-    check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
+    shape = encoder_keys(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
     check_int("vocab_size", vocab_size, low=2)
     check_int("max_length", max_length, low=1)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_length,
-        num_labels=num_labels,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    config._attn_implementation = attn_implementation
-    return TransformerClassifier(BertForSequenceClassification(config), "input_ids")
+    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_length, **shape)
+    return hf_classifier(BertForSequenceClassification, config, attn_implementation, "input_ids")

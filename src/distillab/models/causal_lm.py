@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
+from distillab.models.encoder_shape import check_head_width, check_layers, hf_shape
 from distillab.models.output import TransformerClassifier
 
 ARCHITECTURES = ("gpt2", "llama")
@@ -49,15 +50,10 @@ def build_causal_lm(
     if pretrained:
         return _from_folder(pretrained, vocab_size, context)
     check_choice("architecture", architecture, ARCHITECTURES)
-    check_int("hidden_size", hidden_size, low=1)
-    check_int("num_layers", num_layers, low=1)
-    check_int("num_heads", num_heads, low=1)
+    check_layers(hidden_size, num_layers, num_heads)
     check_number("dropout", dropout, low=0, high=1, high_open=True)
     check_choice("tie_embeddings", tie_embeddings, (True, False))
-    if hidden_size % num_heads:
-        raise ConfigError(
-            "num_heads", num_heads, f"must divide hidden_size={hidden_size} (each head gets hidden_size / num_heads)"
-        )
+    check_head_width(hidden_size, num_heads)
     # What both architectures set alike: the vocabulary, tied embeddings, the end-of-text id.
     shared = dict(
         vocab_size=vocab_size,
@@ -81,13 +77,11 @@ def build_causal_lm(
     kv = check_int("num_kv_heads", num_kv_heads, low=1) if num_kv_heads else num_heads
     if num_heads % kv:
         raise ConfigError("num_kv_heads", kv, f"must divide num_heads={num_heads} (grouped-query attention)")
+    width = _width(intermediate_size, -(-8 * hidden_size // 3 // 32) * 32)
     config = LlamaConfig(
         max_position_embeddings=context,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
         num_key_value_heads=kv,
-        intermediate_size=_width(intermediate_size, -(-8 * hidden_size // 3 // 32) * 32),
+        **hf_shape(hidden_size, num_layers, num_heads, width),
         attention_dropout=dropout,
         pad_token_id=None,
         **shared,

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from distillab.core.config import check_int, check_number
-from distillab.core.numerics import upcast
+from distillab.core.numerics import soft_log_probs
 
 
 @dataclass
@@ -35,7 +34,7 @@ def topk_of(logits: Tensor, k: int, temperature: float = 1.0) -> TopK:
     mass of the rest (a log-sum-exp over the other tokens, not 1 - sum: no cancellation)."""
     k = check_int("k", k, low=1, high=logits.shape[-1])
     temperature = check_number("temperature", temperature, low=0, low_open=True)
-    log_p = F.log_softmax(upcast(logits) / temperature, dim=-1)
+    log_p = soft_log_probs(logits, temperature)
     log_probs, indices = log_p.topk(k, dim=-1)
     tail = torch.logsumexp(log_p.scatter(-1, indices, float("-inf")), dim=-1).exp()
     return TopK(indices, log_probs, tail)
@@ -63,7 +62,7 @@ def sampled_of(
     k = check_int("k", k, low=2, high=vocab)
     samples = check_int("samples", samples, low=1, high=k - 1)
     temperature = check_number("temperature", temperature, low=0, low_open=True)
-    log_p = F.log_softmax(upcast(logits) / temperature, dim=-1).reshape(-1, vocab)
+    log_p = soft_log_probs(logits, temperature).reshape(-1, vocab)
     head_log_p, head = log_p.topk(k - samples, dim=-1)
     rest = log_p.scatter(-1, head, float("-inf"))
     log_m = torch.logsumexp(rest, dim=-1, keepdim=True)  # finite: at least one token is outside H

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import ViTConfig, ViTForImageClassification
 
 from distillab.core.config import ConfigError, check_int
-from distillab.models.encoder_shape import check_encoder_shape
+from distillab.models.encoder_shape import encoder_keys, hf_classifier
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import build_pretrained
 
@@ -30,21 +30,9 @@ def build_vit(
     """
     if pretrained:
         return build_pretrained(pretrained, num_labels, image_size=image_size, num_channels=num_channels)
-    check_encoder_shape(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
+    shape = encoder_keys(hidden_size, num_layers, num_heads, intermediate_size, num_labels, dropout)
     check_int("patch_size", patch_size, low=1)
     if image_size % patch_size:
         raise ConfigError("patch_size", patch_size, f"must divide the data's image_size={image_size}")
-    config = ViTConfig(
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size,
-        image_size=image_size,
-        patch_size=patch_size,
-        num_channels=num_channels,
-        num_labels=num_labels,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    config._attn_implementation = attn_implementation
-    return TransformerClassifier(ViTForImageClassification(config), "pixel_values")
+    config = ViTConfig(image_size=image_size, patch_size=patch_size, num_channels=num_channels, **shape)
+    return hf_classifier(ViTForImageClassification, config, attn_implementation, "pixel_values")

@@ -76,9 +76,7 @@ def fgsm(
     says is worst. ``lo``/``hi`` bound the valid input range (None: unbounded). Returns a
     detached tensor; a coordinate with zero gradient is unchanged.
     """
-    _check_grad_mode()
-    x = x.detach()
-    return _clip(x + eps * _input_grad(loss_fn, x).sign(), lo, hi)
+    return pgd(loss_fn, x, eps, eps, 1, lo, hi, random_start=False)
 
 
 def pgd(
@@ -223,6 +221,14 @@ class Attack:
         """The name of its result in a report: ``fgsm@0.1``, ``pgd@0.03137``."""
         return f"{self.name}@{self.eps:g}"
 
+    @property
+    def pgd_steps(self) -> tuple[float, int, bool]:
+        """(step_size, steps, random_start) of the PGD this attack runs: FGSM is one step of
+        ``eps`` from ``x`` (see :func:`pgd`)."""
+        if self.name == "fgsm":
+            return self.eps, 1, False
+        return self.step_size, self.steps, self.random_start
+
     def run(
         self,
         loss_fn: Callable[[Tensor], Tensor],
@@ -232,9 +238,8 @@ class Attack:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """:func:`fgsm` or :func:`pgd` on a tensor ``x`` with this attack's settings."""
-        if self.name == "fgsm":
-            return fgsm(loss_fn, x, self.eps, lo, hi)
-        return pgd(loss_fn, x, self.eps, self.step_size, self.steps, lo, hi, self.random_start, generator)
+        step_size, steps, random_start = self.pgd_steps
+        return pgd(loss_fn, x, self.eps, step_size, steps, lo, hi, random_start, generator)
 
 
 @dataclass(frozen=True)
@@ -289,10 +294,7 @@ def perturb(
         return Perturbed(attack.run(lambda x: loss_fn(model(x)), inputs, lo, hi, generator))
     if not isinstance(inputs, dict) or "input_ids" not in inputs:
         raise TypeError("batch['inputs'] must be an image tensor or a dict of token tensors with 'input_ids'")
-    if attack.name == "fgsm":
-        delta = embedding_attack(model, inputs, loss_fn, attack.eps, attack.eps, 1, random_start=False)
-    else:
-        delta = embedding_attack(
-            model, inputs, loss_fn, attack.eps, attack.step_size, attack.steps, attack.random_start, generator
-        )
-    return Perturbed(inputs, delta)
+    step_size, steps, random_start = attack.pgd_steps
+    return Perturbed(
+        inputs, embedding_attack(model, inputs, loss_fn, attack.eps, step_size, steps, random_start, generator)
+    )

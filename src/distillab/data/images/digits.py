@@ -8,23 +8,20 @@ training seed, so every run and every teacher sees the same test set.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int, check_number
-from distillab.data.abilities import ImageData
-from distillab.data.images.augment import random_shift as _shift
-from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.data.images.image_datamodule import ImageDataModule
 
 
-class DigitsDataModule(TensorDataModule, ImageData):
+class DigitsDataModule(ImageDataModule):
     num_classes = 10
     image_size = 8
     num_channels = 1
+    max_random_shift = image_size // 2
 
     def __init__(
         self,
@@ -38,20 +35,12 @@ class DigitsDataModule(TensorDataModule, ImageData):
         labelled_fraction: float = 1.0,
         label_seed: int = 0,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        self.keep_labels(labelled_fraction, label_seed)
-        self.random_shift = check_int("random_shift", random_shift, low=0, high=self.image_size // 2)
-        if self.random_shift:
-            self.augmentation = partial(_shift, max_shift=self.random_shift)
+        super().__init__(batch_size, eval_batch_size, num_workers, random_shift, labelled_fraction, label_seed)
         self.val_fraction = check_number("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
         self.test_fraction = check_number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ConfigError("val_fraction", val_fraction, "val_fraction + test_fraction must be < 0.9")
         self.split_seed = check_int("split_seed", split_seed, low=0)
-
-    @property
-    def model_kwargs(self) -> dict[str, int]:
-        return {"num_labels": self.num_classes, "image_size": self.image_size, "num_channels": self.num_channels}
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         digits = load_digits()

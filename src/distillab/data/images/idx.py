@@ -8,7 +8,6 @@ dimensions), one big-endian int32 per dimension, then the values in row-major or
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import shutil
 import urllib.request
@@ -16,6 +15,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from distillab.core.keys import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"the file has {len(data) - header}"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(name: str, folder: Path, mirrors: list[str], checksum: str | None) -> Path:

@@ -9,7 +9,6 @@ Nothing is downloaded unless ``download=true``.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,9 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_choice, check_int
-from distillab.data.abilities import ImageData
-from distillab.data.images.augment import random_shift as _shift
 from distillab.data.images.idx import IDXError, fetch, find_idx, read_idx
+from distillab.data.images.image_datamodule import ImageDataModule
 from distillab.data.split import stratified_pick
-from distillab.data.tensor_datamodule import TensorDataModule
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +29,13 @@ STEMS = {
 }
 
 
-class IDXImageDataModule(TensorDataModule, ImageData):
+class IDXImageDataModule(ImageDataModule):
     """28x28 grey images in IDX files; subclasses name the files' source and checksums."""
 
     num_classes = 10
     image_size = 28
     num_channels = 1
+    max_random_shift = 4
     name = "IDX images"
     mirrors: tuple[str, ...] = ()
     checksums: dict[str, str] = {}  # file name -> "<algorithm>:<hex>" as published
@@ -57,8 +55,7 @@ class IDXImageDataModule(TensorDataModule, ImageData):
         labelled_fraction: float = 1.0,
         label_seed: int = 0,
     ):
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        self.keep_labels(labelled_fraction, label_seed)
+        super().__init__(batch_size, eval_batch_size, num_workers, random_shift, labelled_fraction, label_seed)
         self.data_dir = Path(str(data_dir)).expanduser()
         self.download = check_choice("download", download, (True, False))
         self.val_size = check_int("val_size", val_size, low=1, high=30000)
@@ -66,13 +63,6 @@ class IDXImageDataModule(TensorDataModule, ImageData):
         self.max_train_samples = (
             None if max_train_samples is None else check_int("max_train_samples", max_train_samples, low=10)
         )
-        self.random_shift = check_int("random_shift", random_shift, low=0, high=4)
-        if self.random_shift:
-            self.augmentation = partial(_shift, max_shift=self.random_shift)
-
-    @property
-    def model_kwargs(self) -> dict[str, int]:
-        return {"num_labels": self.num_classes, "image_size": self.image_size, "num_channels": self.num_channels}
 
     def _file(self, stem: str) -> Path:
         path = find_idx(self.data_dir, stem)

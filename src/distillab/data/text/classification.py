@@ -16,12 +16,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from tokenizers import Tokenizer
 from torch import Tensor
 
-from distillab.data.text.files import SPLIT_FILES, check_split_knobs, read_text_splits, subset_train, text_files
+from distillab.data.text.files import SPLIT_FILES, read_text_splits, subset_train, text_files
 from distillab.data.text.table import Column
-from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits, tokenizer_settings
+from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits
 from distillab.data.text.unlabelled import check_unlabelled, read_lines, with_unlabelled
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,7 @@ class TextClassificationDataModule(TokenizedTextDataModule):
             labels,
             max_train_samples,
         )
-        self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
-        self.tokenizer_settings = tokenizer_settings(max_length, vocab_size, lowercase, tokenizer_dir)
-        self.max_length = self.tokenizer_settings.max_length
-        self.texts: dict[str, list[str]] = {}
-        self.label_names: list[str] = []
-        self.tokenizer: Tokenizer | None = None
+        self.keep_text_knobs(val_fraction, split_seed, max_length, vocab_size, lowercase, tokenizer_dir)
 
     def load_splits(self) -> dict[str, tuple[dict[str, Tensor], Tensor]]:
         raw = read_text_splits(self.files, self.val_fraction, self.split_seed)

@@ -12,9 +12,9 @@ as ``"domain"``.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -25,16 +25,15 @@ from distillab.data.text.files import (
     SPLIT_FILES,
     TextFiles,
     TextSplits,
-    check_split_knobs,
     read_text_splits,
     subset_train,
     text_files,
 )
-from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits, tokenizer_settings
+from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits
 
 log = logging.getLogger(__name__)
 
-FILE_KEYS = tuple(inspect.signature(text_files).parameters)
+FILE_KEYS = tuple(field.name for field in fields(TextFiles))
 
 
 def _domain_files(domains: Any) -> dict[str, TextFiles]:
@@ -98,12 +97,7 @@ class TextDomainsDataModule(TokenizedTextDataModule):
         self.files = _domain_files(domains)
         self.domain_names = list(self.files)
         self.num_domains = len(self.domain_names)
-        self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
-        self.tokenizer_settings = tokenizer_settings(max_length, vocab_size, lowercase, tokenizer_dir)
-        self.max_length = self.tokenizer_settings.max_length
-        self.texts: dict[str, list[str]] = {}
-        self.label_names: list[str] = []
-        self.tokenizer = None
+        self.keep_text_knobs(val_fraction, split_seed, max_length, vocab_size, lowercase, tokenizer_dir)
 
     # The same as one data set's: the number of labels, the tokenizer's real size, max_length.
     def restricted_to_domain(self, domain: int) -> TextDomainsDataModule:

@@ -28,7 +28,8 @@ SPLIT_FILES = {"train": "train_file", "val": "val_file", "test": "test_file"}
 
 @dataclass(frozen=True)
 class TextFiles:
-    """Where one data set's splits are and how to read them (built by :func:`text_files`)."""
+    """Where one data set's splits are and how to read them: the per-data-set config keys,
+    checked by :func:`text_files` (``data_dir`` is then an absolute Path)."""
 
     data_dir: Path
     train_file: str
@@ -68,34 +69,50 @@ def _check_column(key: str, value: Any) -> Column:
     return value
 
 
-def text_files(
-    data_dir: str,
-    train_file: str,
-    test_file: str,
-    val_file: str | None = None,
-    text_column: Column = 0,
-    label_column: Column = 1,
-    header: bool = False,
-    delimiter: str | None = None,
-    labels: Sequence[Any] | None = None,
-    max_train_samples: int | None = None,
-) -> TextFiles:
-    """The per-data-set knobs, checked: the files exist, columns and labels are well-formed."""
+def text_files(*args: Any, **keys: Any) -> TextFiles:
+    """The per-data-set knobs (the fields of :class:`TextFiles`, by position or name, as a
+    config gives them), checked: the files exist, columns and labels are well-formed."""
+    given = TextFiles(*args, **keys)
+    root = _check_files(given)
+    header = check_bool("header", given.header)
+    return TextFiles(
+        root,
+        given.train_file,
+        given.test_file,
+        given.val_file,
+        *_check_columns(given.text_column, given.label_column, header),
+        header,
+        _check_delimiter(given.delimiter),
+        _check_labels(given.labels),
+        None if given.max_train_samples is None else check_int("max_train_samples", given.max_train_samples, low=1),
+    )
+
+
+def _check_files(given: TextFiles) -> Path:
+    """The absolute data folder, once it and the split files in it exist."""
+    data_dir = given.data_dir
     if not isinstance(data_dir, (str, Path)) or not Path(data_dir).expanduser().is_dir():
         raise ConfigError("data_dir", data_dir, "no such folder; point it at the folder holding the data files")
     root = Path(data_dir).expanduser().resolve()
-    for key, name in (("train_file", train_file), ("test_file", test_file), ("val_file", val_file)):
+    for key, name in (("train_file", given.train_file), ("test_file", given.test_file), ("val_file", given.val_file)):
         if key == "val_file" and name is None:
             continue
         if not isinstance(name, str) or not (root / name).is_file():
             raise ConfigError(key, name, f"no such file: {root / str(name)} (file names are relative to data_dir)")
-    header = check_bool("header", header)
+    return root
+
+
+def _check_columns(text_column: Any, label_column: Any, header: bool) -> tuple[Column, Column]:
     columns = _check_column("text_column", text_column), _check_column("label_column", label_column)
     if columns[0] == columns[1]:
         raise ConfigError("label_column", label_column, "must differ from text_column")
     for key, column in zip(("text_column", "label_column"), columns):
         if isinstance(column, str) and not header:
             raise ConfigError(key, column, "a column name needs header=true; without a header give a 0-based index")
+    return columns
+
+
+def _check_delimiter(delimiter: Any) -> str | None:
     if delimiter == "\\t":  # `data.delimiter='\t'` on a command line arrives as backslash, t
         delimiter = "\t"
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
@@ -104,17 +121,20 @@ def text_files(
             delimiter,
             "must be one character (e.g. ',' or '\\t'), or null for tab in .tsv/.txt and comma in .csv",
         )
-    if labels is not None:
-        if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or not labels:
-            raise ConfigError(
-                "labels", labels, "must be a non-empty list of label names, or null for the sorted training labels"
-            )
-        labels = tuple(str(label).strip() for label in labels)
-        if len(set(labels)) != len(labels):
-            raise ConfigError("labels", list(labels), "must not repeat a label")
-    if max_train_samples is not None:
-        max_train_samples = check_int("max_train_samples", max_train_samples, low=1)
-    return TextFiles(root, train_file, test_file, val_file, *columns, header, delimiter, labels, max_train_samples)
+    return delimiter
+
+
+def _check_labels(labels: Any) -> tuple[str, ...] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or not labels:
+        raise ConfigError(
+            "labels", labels, "must be a non-empty list of label names, or null for the sorted training labels"
+        )
+    labels = tuple(str(label).strip() for label in labels)
+    if len(set(labels)) != len(labels):
+        raise ConfigError("labels", list(labels), "must not repeat a label")
+    return labels
 
 
 def _sorted_labels(labels: Sequence[str]) -> list[str]:

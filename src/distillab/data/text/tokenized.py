@@ -15,7 +15,7 @@ from torch import Tensor
 from distillab.core.config import ConfigError, check_int
 from distillab.data.abilities import LabelledTexts, TakesTokenizer
 from distillab.data.tensor_datamodule import TensorDataModule
-from distillab.data.text.files import check_bool
+from distillab.data.text.files import check_bool, check_split_knobs
 from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,23 @@ class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts):
     tokenizer_settings: TokenizerSettings
     max_length: int
     texts: dict[str, list[str]]  # each split's raw texts, set by load_splits
+    label_names: list[str]
+
+    def keep_text_knobs(
+        self,
+        val_fraction: float,
+        split_seed: int,
+        max_length: int,
+        vocab_size: int,
+        lowercase: bool,
+        tokenizer_dir: str,
+    ) -> None:
+        """How val is carved off the training texts and how they are tokenized, checked;
+        subclasses call it from ``__init__``."""
+        self.val_fraction, self.split_seed = check_split_knobs(val_fraction, split_seed)
+        self.tokenizer_settings = tokenizer_settings(max_length, vocab_size, lowercase, tokenizer_dir)
+        self.max_length = self.tokenizer_settings.max_length
+        self.texts, self.label_names, self.tokenizer = {}, [], None
 
     def use_tokenizer(self, path: Path) -> None:
         """Tokenize with ``path`` (a ``tokenizer.json``) instead of training a WordPiece:
