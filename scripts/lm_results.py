@@ -1,5 +1,5 @@
 """docs/results/lm.md from the folders scripts/lm_results.sh fills (outputs/lm by default):
-summarize.py's tables, and the figures the language-model acceptance checks read, computed
+distillab-summarize's tables, and the figures the language-model acceptance checks read, computed
 from the jobs' metrics.json (perplexity per seed, sparse targets against dense logits, cache
 size, epoch cost, wall time).
 
@@ -16,15 +16,17 @@ from typing import Any
 
 import yaml
 
+from distillab.run.metrics import RunMetrics
 
-def jobs(folder: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+
+def jobs(folder: Path) -> list[tuple[dict[str, Any], RunMetrics]]:
     """(resolved config, metrics) of each run under ``folder`` (a teacher store's metrics.json
     has no "stage"; a job without config.yaml beside its metrics is skipped)."""
     found = []
     for path in sorted(folder.glob("**/metrics.json")):
-        metrics = json.loads(path.read_text())
-        if "stage" in metrics and (path.parent / "config.yaml").is_file():
-            found.append((yaml.safe_load((path.parent / "config.yaml").read_text()), metrics))
+        data = json.loads(path.read_text())
+        if "stage" in data and (path.parent / "config.yaml").is_file():
+            found.append((yaml.safe_load((path.parent / "config.yaml").read_text()), RunMetrics.from_json(data)))
     return found
 
 
@@ -33,17 +35,17 @@ def table(folder: Path) -> str:
     return summary.read_text().strip() if summary.is_file() else "(not run: no summary in " + str(folder) + ")"
 
 
-def mean_epoch(metrics: dict[str, Any], role: str) -> float:
-    return statistics.mean(metrics["throughput"][role]["epoch_seconds"])
+def mean_epoch(metrics: RunMetrics, role: str) -> float:
+    return statistics.mean(metrics.throughput[role]["epoch_seconds"])
 
 
-def ppl(metrics: dict[str, Any], role: str = "student") -> float:
-    return metrics[role]["test"]["ppl"]
+def ppl(metrics: RunMetrics, role: str = "student") -> float:
+    return metrics.entry(role)["test"]["ppl"]
 
 
-def agreement(metrics: dict[str, Any], role: str = "student") -> float:
+def agreement(metrics: RunMetrics, role: str = "student") -> float:
     """Top-1 agreement with the teacher on the test split (the LM report's, which has every model's)."""
-    return metrics["language_model"][role]["agreement"]
+    return metrics.language_model[role]["agreement"]
 
 
 def target_name(cfg: dict[str, Any]) -> str:
@@ -60,10 +62,10 @@ def wall_times(root: Path) -> dict[str, str]:
 
 
 def main(root: Path) -> str:
-    seeds = [(c, m) for c, m in jobs(root / "seeds") if "student" in m and "baseline" in m]
-    dense_by_seed = {m["seed"]: m for c, m in jobs(root / "dense") if c["teacher"]["cache_topk"] is None}
+    seeds = [(c, m) for c, m in jobs(root / "seeds") if m.student is not None and m.baseline is not None]
+    dense_by_seed = {m.seed: m for c, m in jobs(root / "dense") if c["teacher"]["cache_topk"] is None}
     dense = [dense_by_seed[1]] if 1 in dense_by_seed else []
-    seed1 = [m for c, m in seeds if m["seed"] == 1]
+    seed1 = [m for c, m in seeds if m.seed == 1]
     # The ablation of what the slots hold (run without clipping): forward KL at 32 slots, and dense.
     targets = [
         (c, m)
@@ -79,7 +81,7 @@ def main(root: Path) -> str:
         "SST-2 (`data=lm_corpus`: 75,087 training documents, 1.62M tokens, byte-level BPE of 8,192), "
         "students of 2 layers, width 128 (1.46M parameters) on a budget of 409,600 tokens × 4 epochs, "
         "tested on held-out documents (33,920 tokens). 2 CPU cores. Produced by "
-        "`bash scripts/lm_results.sh` (the runs, then summarize.py on each sweep and this page); "
+        "`bash scripts/lm_results.sh` (the runs, then distillab-summarize on each sweep and this page); "
         "ppl is test perplexity (lower is better), agreement the share of test positions where the "
         "model's most likely next token is the teacher's. `experiment=lm_agnews` distils with forward KL "
         f"at T = 1 + CE from a {default['cache_topk']}-slot cache: the teacher's top "
@@ -95,15 +97,15 @@ def main(root: Path) -> str:
         checks.append(
             f"- **Distilled below alone**: on {lower} of {len(seeds)} seeds ("
             + ", ".join(
-                f"seed {m['seed']}: {ppl(m):.1f} vs {ppl(m, 'baseline'):.1f}"
-                for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
+                f"seed {m.seed}: {ppl(m):.1f} vs {ppl(m, 'baseline'):.1f}"
+                for _, m in sorted(seeds, key=lambda cm: cm[1].seed)
             )
             + ")."
         )
     pairs = [
-        (m["seed"], ppl(m), ppl(dense_by_seed[m["seed"]]))
-        for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
-        if m["seed"] in dense_by_seed
+        (m.seed, ppl(m), ppl(dense_by_seed[m.seed]))
+        for _, m in sorted(seeds, key=lambda cm: cm[1].seed)
+        if m.seed in dense_by_seed
     ]
     if pairs:
         checks.append(
@@ -113,11 +115,11 @@ def main(root: Path) -> str:
         )
     # The default cache's train split, where a run built it (build time) or else reused it.
     caches = [
-        m["teacher_cache"]["splits"]["train"]
+        m.teacher_cache["splits"]["train"]
         for c, m in jobs(root / "first") + seeds + targets
         if c["teacher"]["cache_topk"] == default["cache_topk"]
         and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
-        and "train" in m.get("teacher_cache", {}).get("splits", {})
+        and "train" in (m.teacher_cache or {}).get("splits", {})
     ]
     caches = [c for c in caches if c.get("dense_logits_bytes")]  # (entries from before that figure was kept)
     if caches:
@@ -146,7 +148,7 @@ def main(root: Path) -> str:
     if "gkd" in times:
         # The GKD sweep reads the teacher from the store; from an empty store it would also train
         # it, as `first` did: that time is added.
-        teacher_s = first[0][1]["seconds"]["teacher"] if first else None
+        teacher_s = first[0][1].seconds["teacher"] if first else None
         gkd_s = int(times["gkd"].split()[0])
         checks.append(
             f"- **Full run** `distillab experiment=lm_agnews_gkd` (GKD student and the student alone): "
@@ -171,8 +173,8 @@ def main(root: Path) -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {m['seed']} | {ppl(m):.2f} | {ppl(m, 'baseline'):.2f} | {'yes' if ppl(m) < ppl(m, 'baseline') else 'no'} |"
-        for _, m in sorted(seeds, key=lambda cm: cm[1]["seed"])
+        f"| {m.seed} | {ppl(m):.2f} | {ppl(m, 'baseline'):.2f} | {'yes' if ppl(m) < ppl(m, 'baseline') else 'no'} |"
+        for _, m in sorted(seeds, key=lambda cm: cm[1].seed)
     ]
     lines += [""]
 

@@ -4,7 +4,7 @@
 # alone, dense teacher logits, on-policy GKD, and two ablations run without gradient
 # clipping (optimizer.max_grad_norm=null, how they were first measured): what the 32 cache
 # slots hold (top tokens, sampled tokens, dense logits) and the divergence x top-k sweep;
-# then summarize.py on each and docs/results/lm.md assembled from the tables.
+# then distillab-summarize on each and docs/results/lm.md assembled from the tables.
 #   bash scripts/lm_results.sh                   # everything, about 2 hours on 2 CPU cores
 #   bash scripts/lm_results.sh seeds gkd         # only these sweeps (the others' outputs are kept)
 #   bash scripts/lm_results.sh --summarize-only  # the tables again from outputs/lm
@@ -50,7 +50,7 @@ else
   for name in "${SWEEPS[@]}"; do sweep "$name"; done
 fi
 for name in seeds dense gkd targets loss_k; do
-  if [ -d "$OUT/$name" ]; then "$BIN/python" scripts/summarize.py "$OUT/$name" --out "$OUT/$name/summary" > /dev/null; fi
+  if [ -d "$OUT/$name" ]; then "$BIN/distillab-summarize" "$OUT/$name" --out "$OUT/$name/summary" > /dev/null; fi
 done
 "$BIN/python" scripts/lm_results.py "$OUT" > docs/results/lm.md
 echo "wrote docs/results/lm.md"

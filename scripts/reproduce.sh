@@ -27,5 +27,5 @@ for name in "${names[@]}"; do
     *_few_labels) plot=(--x data.labelled_fraction) ;;  # accuracy against the labelled fraction
     *) plot=() ;;
   esac
-  "$BIN/python" scripts/summarize.py "$out" --out "$out/summary" "${plot[@]}" > /dev/null
+  "$BIN/distillab-summarize" "$out" --out "$out/summary" "${plot[@]}" > /dev/null
 done

@@ -5,7 +5,6 @@ for both, its top-k cache, on-policy batches, and sequence-level KD reusing the 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,6 @@ from conftest import SHARED_DATA
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 
 TINY_LM = [
     "data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
@@ -77,10 +75,10 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     config = (runs[1].parent / "config.yaml").read_text()
     assert "source: on_policy" in config and "kind: jsd" in config
     check_language_model_run(gkd, runs[1].parent)
-    # summarize.py: the language-model columns of the sweep's table
+    # distillab-summarize: the language-model columns of the sweep's table
     out = tmp_path / "summary"
     summarize = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(result.run_dir), "--out", str(out)],
+        [sys.executable, "-m", "distillab.cli.summarize", str(result.run_dir), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,8 +15,6 @@ import pytest
 
 from conftest import SHARED_DATA
 
-ROOT = Path(__file__).resolve().parents[2]
-
 pytestmark = pytest.mark.e2e
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -176,7 +174,8 @@ def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "summarize.py"),
+            "-m",
+            "distillab.cli.summarize",
             str(result.run_dir),
             "--out",
             str(out),
@@ -229,11 +228,12 @@ def test_digits_ard(cli):
         "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
     )
     assert "acc pgd@0.1" in (result.run_dir / "1" / "report.md").read_text()
-    # summarize.py: the robust accuracies as columns, per loss and model.
+    # distillab-summarize: the robust accuracies as columns, per loss and model.
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "summarize.py"),
+            "-m",
+            "distillab.cli.summarize",
             str(result.run_dir),
             "--out",
             str(result.run_dir / "summary"),

@@ -1,9 +1,8 @@
-"""scripts/summarize.py: its maths by hand, then a real tiny sweep through the CLI and the script."""
+"""distillab-summarize: its maths by hand, then a real tiny sweep through the CLI and the command."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,18 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "summarize.py"
+from distillab.cli import summarize as command
+from distillab.run import summary, summary_jobs, summary_outputs
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("summarize", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-summarize = load_script()
 
 
 def fake_metrics(errors: dict[str, int], n_test: int = 10_000, agreement: float = 0.99) -> dict:
@@ -50,20 +41,20 @@ def fake_metrics(errors: dict[str, int], n_test: int = 10_000, agreement: float 
 
 
 def test_mean_std_and_gap_closed_by_hand():
-    assert summarize.mean_std([67, 70, 64]) == (67, 3.0)  # deviations -0, 3, -3: sqrt(18 / 2)
-    assert summarize.mean_std([0.5]) == (0.5, None)
-    assert summarize.mean_std([]) == (None, None)
+    assert summary.mean_std([67, 70, 64]) == (67, 3.0)  # deviations -0, 3, -3: sqrt(18 / 2)
+    assert summary.mean_std([0.5]) == (0.5, None)
+    assert summary.mean_std([]) == (None, None)
     # Hinton et al. 2015, speech: baseline 146 errors, distilled 74, teacher ensemble 67.
-    assert summarize.gap_closed(err_teacher=67, err_student=74, err_baseline=146) == pytest.approx(72 / 79)
-    assert summarize.gap_closed(err_teacher=146, err_student=74, err_baseline=146) is None  # no gap to close
-    assert summarize.gap_closed(err_teacher=None, err_student=74, err_baseline=146) is None
+    assert summary.gap_closed(err_teacher=67, err_student=74, err_baseline=146) == pytest.approx(72 / 79)
+    assert summary.gap_closed(err_teacher=146, err_student=74, err_baseline=146) is None  # no gap to close
+    assert summary.gap_closed(err_teacher=None, err_student=74, err_baseline=146) is None
 
     # Three seeds; the group means are 67 / 74 / 146 errors out of 10,000.
     jobs = [
         fake_metrics({"teacher": t, "student": s, "baseline": b})
         for t, s, b in [(67, 74, 140), (70, 72, 146), (64, 76, 152)]
     ]
-    rows = {row["model"]: row for row in summarize.summarize_group(jobs)}
+    rows = {row["model"]: row for row in summary.summarize_group(jobs)}
     assert list(rows) == ["teacher", "student", "baseline"]
     teacher, student, baseline = rows["teacher"], rows["student"], rows["baseline"]
     assert teacher["n"] == 3 and teacher["params"] == 1000
@@ -79,29 +70,29 @@ def test_mean_std_and_gap_closed_by_hand():
     # The pipeline's reference accuracy, when given, is the teacher the gap is measured to.
     for job in jobs:
         job["reference_acc"] = 1 - 60 / 10_000
-    student = summarize.summarize_group(jobs)[1]
+    student = summary.summarize_group(jobs)[1]
     assert student["gap_closed"] == pytest.approx(72 / 86)
     # Without split sizes there are no counts; with one job, no std.
-    one = summarize.summarize_group([{**jobs[0], "data": {}}])[0]
+    one = summary.summarize_group([{**jobs[0], "data": {}}])[0]
     assert one["test_errors_mean"] is None and one["acc_std"] is None
-    assert summarize.cell(one, "acc", "±") == "0.9933"
-    assert summarize.cell(rows["teacher"], "acc", "±") == "0.9933 ± 0.0003"
+    assert summary_outputs.cell(one, "acc", "±") == "0.9933"
+    assert summary_outputs.cell(rows["teacher"], "acc", "±") == "0.9933 ± 0.0003"
 
 
 def test_grouping_defaults_to_the_swept_keys_but_not_the_seed():
     overrides = [{"seed": s, "loss.temperature": t, "experiment": "digits_kd"} for s in "12" for t in "24"]
-    assert summarize.default_group_keys(overrides) == ["loss.temperature"]
-    assert summarize.parse_overrides(["+a.b=1", "++c=x=y", "seed=2"]) == {"a.b": "1", "c": "x=y", "seed": "2"}
+    assert summary_jobs.default_group_keys(overrides) == ["loss.temperature"]
+    assert summary_jobs.parse_overrides(["+a.b=1", "++c=x=y", "seed=2"]) == {"a.b": "1", "c": "x=y", "seed": "2"}
     jobs = [
-        summarize.Job(Path(str(i)), o, {"loss": {"temperature": float(o["loss.temperature"])}, "seed": 1}, {})
+        summary_jobs.Job(Path(str(i)), o, {"loss": {"temperature": float(o["loss.temperature"])}, "seed": 1}, {})
         for i, o in enumerate(overrides)
     ]
-    groups = summarize.group_jobs(jobs, ["loss.temperature", "experiment"])
+    groups = summary_jobs.group_jobs(jobs, ["loss.temperature", "experiment"])
     assert list(groups) == [(2.0, "digits_kd"), (4.0, "digits_kd")]  # a config group's value: the command line's
     assert [len(g) for g in groups.values()] == [2, 2]
-    with pytest.raises(summarize.SummaryError, match="loss.temprature.*top-level keys: loss, seed"):
-        summarize.check_keys(jobs, ["loss.temprature"])
-    tex = summarize.latex(
+    with pytest.raises(summary_jobs.SummaryError, match="loss.temprature.*top-level keys: loss, seed"):
+        summary_jobs.check_keys(jobs, ["loss.temprature"])
+    tex = summary_outputs.latex(
         [{"a_b": "x&y", "model": "student", "n": 2, "params": 100.0, "acc_mean": 0.5, "acc_std": 0.25}], ["a_b"]
     )
     assert r"a\_b & model" in tex and r"x\&y & student & 2 & 100 & 0.5000 $\pm$ 0.2500" in tex
@@ -109,7 +100,9 @@ def test_grouping_defaults_to_the_swept_keys_but_not_the_seed():
 
 
 def run_script(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "distillab.cli.summarize", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_clear_errors(tmp_path):
@@ -166,7 +159,7 @@ def test_a_real_sweep_is_summarised_and_a_failed_job_reported(cli, tmp_path):
 
     # Grouped by seed too: one job per row, so no std; the failed job is a group of its own.
     by_seed = tmp_path / "by_seed"
-    assert summarize.main([str(sweep.run_dir), "--group-by", "seed", "loss.temperature", "--out", str(by_seed)]) == 0
+    assert command.main([str(sweep.run_dir), "--group-by", "seed", "loss.temperature", "--out", str(by_seed)]) == 0
     rows = list(csv.DictReader((by_seed / "summary.csv").open()))
     groups = {(r["seed"], r["loss.temperature"]) for r in rows}
     assert groups == {("1", "2"), ("1", "4"), ("2", "2"), ("2", "4"), ("3", "2")}

@@ -79,7 +79,7 @@ def _job_dir() -> Path:
 
 
 def _record_failure(err: BaseException, message: str | None) -> None:
-    """``failed.json`` in the job's folder: what the sweep summary and summarize.py show."""
+    """``failed.json`` in the job's folder: what the sweep summary and distillab-summarize show."""
     try:
         (_job_dir() / "failed.json").write_text(
             json.dumps(
@@ -126,7 +126,7 @@ def _main(cfg: DictConfig) -> float | None:
             raise
         print(f"distillab: {known[1]}", file=sys.stderr)
         sys.exit(known[0])
-    return metrics.get("objective")
+    return metrics.objective
 
 
 def main() -> None:

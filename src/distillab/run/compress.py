@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from distillab.export import export_onnx, onnx_agreement, quantize_int8
 from distillab.models.output import TransformerClassifier
 from distillab.pruning import GradualPruning, make_permanent
 from distillab.pruning.steps import PruningStep
+from distillab.run.metrics import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,16 @@ class CompressionPlan:
     @property
     def step(self) -> PruningStep | None:
         return self.pruning if isinstance(self.pruning, PruningStep) else None
+
+
+@dataclass
+class Compressed:
+    """What compression made: the pruned model's entry, the ONNX check, and the final models
+    by name (``pruned``, ``int8``), for the compression report."""
+
+    pruned: ModelEntry | None = None
+    onnx: dict[str, Any] | None = None
+    models: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_compression(cfg: DictConfig) -> CompressionPlan:
@@ -71,14 +82,14 @@ def compress(
     teacher: TransformerClassifier | None,
     recover: Callable[[TransformerClassifier, int], dict[str, float]],
     test: Callable[[TransformerClassifier], dict[str, float]],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> Compressed:
     """Run the plan on the trained student (or teacher, for ``pruning.target=teacher``).
 
     ``recover(model, epochs)`` distills a pruned student for a few epochs and returns its
-    test metrics; ``test(model)`` tests a model. Returns (metrics entries, final models by name).
+    test metrics; ``test(model)`` tests a model.
     """
-    entries: dict[str, Any] = {}
-    models: dict[str, Any] = {}
+    done = Compressed()
+    models = done.models
     final = student
     if plan.gradual is not None:
         plan.gradual.finalize(student)
@@ -95,7 +106,7 @@ def compress(
         else:
             result = test(pruned)
         make_permanent(pruned)
-        entries["pruned"] = {
+        done.pruned = {
             "params": count_parameters(pruned),
             "nonzero_params": count_nonzero(pruned),
             "test": result,
@@ -109,9 +120,9 @@ def compress(
         models["int8"] = quantize_int8(final)
     if plan.onnx:
         path = export_onnx(final, example_inputs(datamodule, 2), Path(cfg.paths.output_dir) / "student.onnx")
-        entries["onnx"] = {"path": str(path), **onnx_agreement(path, final, datamodule.eval_loader("test"))}
-        log.info("exported %s: top-1 agreement with PyTorch %.4f", path, entries["onnx"]["top1_agreement"])
-    return entries, models
+        done.onnx = {"path": str(path), **onnx_agreement(path, final, datamodule.eval_loader("test"))}
+        log.info("exported %s: top-1 agreement with PyTorch %.4f", path, done.onnx["top1_agreement"])
+    return done
 
 
 def compression_report(

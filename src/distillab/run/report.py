@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from distillab.evaluation.compression import COLUMNS, compression_markdown, format_cell
 from distillab.models.generation import format_generations
+from distillab.run.metrics import ModelEntry, RunMetrics
 
 LANGUAGE_MODEL_NOTE = (
     "ppl: perplexity on the held-out test blocks, exp of the mean next-token negative log-likelihood; "
@@ -20,15 +19,14 @@ LANGUAGE_MODEL_NOTE = (
 )
 
 
-def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+def summary_rows(metrics: RunMetrics) -> list[dict[str, str]]:
     """One row per model that ran: params, accuracy, F1, agreement, retention of the
     reference (teacher) accuracy, and accuracy per domain when the data has domains."""
-    entries = [(t.get("role", "teacher"), t) for t in metrics.get("teachers", [])]
-    entries += [(role, metrics[role]) for role in ("student", "pruned", "baseline") if role in metrics]
-    reference = metrics.get("reference_acc") or (entries[0][1]["test"]["acc"] if metrics.get("teachers") else None)
+    entries = metrics.entries()
+    reference = metrics.reference_acc or (entries[0][1]["test"]["acc"] if metrics.teachers else None)
     domains = sorted({d for _, e in entries for d in e.get("test_by_domain", {})})
     robust = list(dict.fromkeys(k for _, e in entries for k in e.get("robust", {}) if k != "clean"))
-    if "language_model" in metrics:
+    if metrics.language_model is not None:
         return language_model_rows(metrics, entries)
     rows = []
     for role, entry in entries:
@@ -48,8 +46,8 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
             acc = entry.get("robust", {}).get(key)
             row[f"acc {key}"] = f"{acc:.4f}" if acc is not None else "-"
         rows.append(row)
-    if "bow_baseline" in metrics:  # a linear model on word counts: the bar a text teacher must clear
-        bow = metrics["bow_baseline"]
+    if metrics.bow_baseline is not None:  # a linear model on word counts: the bar a text teacher must clear
+        bow = metrics.bow_baseline
         rows.append(
             {
                 **({k: "-" for k in rows[0]} if rows else {}),
@@ -61,10 +59,10 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def language_model_rows(metrics: dict[str, Any], entries: list[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+def language_model_rows(metrics: RunMetrics, entries: list[tuple[str, ModelEntry]]) -> list[dict[str, str]]:
     """One row per language model: held-out perplexity, next-token accuracy, top-1 agreement
     with the teacher, and training throughput."""
-    extra = metrics["language_model"]
+    extra = metrics.language_model or {}
     rows = []
     for role, entry in entries:
         lm = extra.get(role, {})
@@ -83,10 +81,10 @@ def language_model_rows(metrics: dict[str, Any], entries: list[tuple[str, dict[s
     return rows
 
 
-def language_model_lines(metrics: dict[str, Any]) -> list[str]:
+def language_model_lines(metrics: RunMetrics) -> list[str]:
     """The teacher cache's size and build time, then each model's generations."""
     lines = []
-    for split, size in (metrics.get("teacher_cache") or {}).get("splits", {}).items():
+    for split, size in (metrics.teacher_cache or {}).get("splits", {}).items():
         k, samples = size.get("topk"), size.get("samples") or 0
         form = (f"{k} slots, top {k - samples} + {samples} sampled" if samples else f"top-{k}") if k else "dense"
         dense = size.get("dense_logits_bytes")
@@ -99,7 +97,7 @@ def language_model_lines(metrics: dict[str, Any]) -> list[str]:
         )
     if lines:
         lines.append("")
-    for role, entry in metrics.get("language_model", {}).items():
+    for role, entry in (metrics.language_model or {}).items():
         if entry.get("generations"):
             lines += [format_generations(entry["generations"], f"Generations: {role}"), ""]
     return lines
@@ -114,14 +112,15 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -> None:
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+def write_report(metrics: RunMetrics, run_dir: Path, overrides: list[str]) -> None:
+    """``metrics.json`` (the only place a run writes it) and ``report.md``."""
+    metrics.write(run_dir / "metrics.json")
     command = "distillab " + " ".join(overrides)
     lines = [
         "# distillab run",
         "",
         f"Command: `{command.strip()}`  ",
-        f"Stage: `{metrics['stage']}`, seed {metrics['seed']}, git {metrics.get('git_commit') or 'unknown'}",
+        f"Stage: `{metrics.stage}`, seed {metrics.seed}, git {metrics.git_commit or 'unknown'}",
         "",
         "Test split:",
         "",
@@ -131,7 +130,7 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
         *language_model_lines(metrics),
         (
             LANGUAGE_MODEL_NOTE
-            if "language_model" in metrics
+            if metrics.language_model is not None
             else "Retention is test accuracy relative to the teacher's (the best teacher's when there are "
             "several; the per-domain teachers' combined accuracy when each domain has its own; a "
             "per-domain teacher's own `acc` is on its domain)."
@@ -142,26 +141,26 @@ def write_report(metrics: dict[str, Any], run_dir: Path, overrides: list[str]) -
     (run_dir / "report.md").write_text("\n".join(lines))
 
 
-def compression_lines(metrics: dict[str, Any]) -> list[str]:
-    if "compression" not in metrics:
+def compression_lines(metrics: RunMetrics) -> list[str]:
+    if metrics.compression is None:
         return []
-    rows = [{"name": name, **row} for name, row in metrics["compression"].items()]
+    rows = [{"name": name, **row} for name, row in metrics.compression.items()]
     lines = [
         "Compression (CPU latency: median of 20 forwards after 5 warm-up, 1 thread; sizes of the "
         "state dict, dense and zlib-compressed):",
         "",
         compression_markdown(rows),
     ]
-    if "onnx" in metrics:
+    if metrics.onnx is not None:
         lines += [
-            f"ONNX export `{metrics['onnx']['path']}`: top-1 agreement with PyTorch on the test split "
-            f"{metrics['onnx']['top1_agreement']:.4f}.",
+            f"ONNX export `{metrics.onnx['path']}`: top-1 agreement with PyTorch on the test split "
+            f"{metrics.onnx['top1_agreement']:.4f}.",
             "",
         ]
     return lines
 
 
-def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+def print_summary(metrics: RunMetrics, run_dir: Path) -> None:
     rows = summary_rows(metrics)
     if not rows:
         return
@@ -172,14 +171,14 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         table.add_row(*row.values())
     console = Console(width=140)
     console.print(table)
-    if "compression" in metrics:
+    if metrics.compression is not None:
         compression = Table(title="compression")
-        names = list(metrics["compression"])
+        names = list(metrics.compression)
         columns = [k for k, _ in COLUMNS if k != "name"]
         compression.add_column("model")
         for _, title in COLUMNS[1:]:
             compression.add_column(title, justify="right")
         for name in names:
-            row = metrics["compression"][name]
+            row = metrics.compression[name]
             compression.add_row(name, *(format_cell(k, row.get(k)) for k in columns))
         console.print(compression)

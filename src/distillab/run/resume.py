@@ -20,13 +20,14 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.core.config import ConfigError
+from distillab.run.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,13 @@ def _diff(a: object, b: object, prefix: str) -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def copy_results(source: Path, job_dir: Path, note: dict[str, Any]) -> dict[str, Any]:
+def copy_results(source: Path, job_dir: Path, note: dict[str, str]) -> RunMetrics:
     """The metrics and report of ``source`` in this job's folder too, so that a sweep's folder
-    holds every job's results (what summarize.py reads), with ``note`` saying where they come from."""
-    metrics = {**json.loads((source / "metrics.json").read_text()), **note}
+    holds every job's results (what distillab-summarize reads), with ``note`` saying where they
+    come from (``reused_from`` or ``resumed_in``)."""
+    metrics = replace(RunMetrics.read(source / "metrics.json"), **note)
     job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    metrics.write(job_dir / "metrics.json")
     for name in ("report.md", "config.yaml"):
         if (source / name).is_file() and not (job_dir / name).is_file():
             shutil.copyfile(source / name, job_dir / name)

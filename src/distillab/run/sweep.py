@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from distillab.run.metrics import RunMetrics
+
 
 def job_status(job_dir: Path) -> dict[str, Any]:
     """What one job of a sweep folder did, from the files it left."""
@@ -27,11 +29,11 @@ def job_status(job_dir: Path) -> dict[str, Any]:
         return {**row, "status": "failed", "detail": failure["message"].splitlines()[0][:100]}
     if not (job_dir / "metrics.json").is_file():
         return {**row, "status": "unfinished", "detail": "no metrics.json (killed?): run the command again"}
-    metrics = json.loads((job_dir / "metrics.json").read_text())
-    status = "reused" if "reused_from" in metrics else "continued" if "resumed_in" in metrics else "done"
-    final = metrics.get("student") or metrics.get("baseline") or metrics.get("teacher") or {}
+    metrics = RunMetrics.read(job_dir / "metrics.json")
+    status = "reused" if metrics.reused_from is not None else "continued" if metrics.resumed_in is not None else "done"
+    final = metrics.student or metrics.baseline or metrics.teacher or {}
     acc = final.get("test", {}).get("acc")
-    objective = metrics.get("objective")
+    objective = metrics.objective
     detail = ", ".join(
         part
         for part in (
