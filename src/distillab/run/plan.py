@@ -15,6 +15,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from distillab.core.config import ConfigError, build, section
+from distillab.data.abilities import LabelledTexts, TakesTokenizer
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.models.init_from_teacher import check_init_from_teacher
 from distillab.models.output import TransformerClassifier
@@ -62,16 +63,6 @@ class RunPlan:
         return {name: len(split) for name, split in self.datamodule.splits.items()}
 
 
-def takes_tokenizer(datamodule: TensorDataModule) -> bool:
-    """Whether the data can be tokenized by a pretrained model's own tokenizer."""
-    return hasattr(datamodule, "use_tokenizer")
-
-
-def has_labelled_texts(datamodule: TensorDataModule) -> bool:
-    """Whether the data are raw labelled texts (what the bag-of-words baseline reads)."""
-    return hasattr(datamodule, "labelled_texts")
-
-
 def bind_pretrained_tokenizer(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     """Text data tokenized by a pretrained model's own tokenizer, when its folder has one."""
     listed = cfg.model.get("teachers") or [cfg.model.teacher]
@@ -83,7 +74,7 @@ def bind_pretrained_tokenizer(cfg: DictConfig, datamodule: TensorDataModule) -> 
         "model.student": cfg.model.student,
     }
     tokenizer = shared_tokenizer({key: node.get("pretrained") for key, node in nodes.items()})
-    if tokenizer is not None and takes_tokenizer(datamodule):
+    if tokenizer is not None and isinstance(datamodule, TakesTokenizer):
         datamodule.use_tokenizer(tokenizer)
 
 
@@ -112,7 +103,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     attacks = [
         build(node, f"robustness.attacks[{i}]") for i, node in enumerate(cfg.get("robustness", {}).get("attacks") or [])
     ]
-    if cfg.get("bow_baseline") and not has_labelled_texts(datamodule):
+    if cfg.get("bow_baseline") and not isinstance(datamodule, LabelledTexts):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
     sequences = check_language_model(cfg, datamodule, teachers, student, loss)
     plan = RunPlan(cfg, datamodule, optimizer, specs, teachers, student, loss, compression, attacks, sequences)
