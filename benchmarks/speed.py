@@ -9,8 +9,8 @@ plus validation (accuracy, F1, precision, recall, and teacher agreement when the
 teacher): what a user waits for between two lines of the progress bar.
 
   student        our ClassifierModule: the student alone, cross-entropy
-  distill-cached our DistillationModule, teacher.cache=memory (outputs computed once)
-  distill-live   our DistillationModule, teacher.cache=off (a teacher forward per batch)
+  distill-cached our DistillationModule, cache.mode=memory (outputs computed once)
+  distill-live   our DistillationModule, cache.mode=off (a teacher forward per batch)
   raw-cached     a hand-written PyTorch loop doing the distill-cached work: same data
                  loader, models, optimizer, schedule, loss formula and val metrics, the
                  teacher's logits precomputed once

@@ -19,6 +19,14 @@ import yaml
 from distillab.run.metrics import RunMetrics
 
 
+def cache_of(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A job's cache settings: ``cache.topk``/``cache.samples``, or, in a config saved before the
+    keys had their own group, ``teacher.cache_topk``/``teacher.cache_samples``."""
+    if "cache" in cfg:
+        return {"topk": cfg["cache"]["topk"], "samples": cfg["cache"].get("samples") or 0}
+    return {"topk": cfg["teacher"]["cache_topk"], "samples": cfg["teacher"].get("cache_samples") or 0}
+
+
 def jobs(folder: Path) -> list[tuple[dict[str, Any], RunMetrics]]:
     """(resolved config, metrics) of each run under ``folder`` (a teacher store's metrics.json
     has no "stage"; a job without config.yaml beside its metrics is skipped)."""
@@ -49,7 +57,7 @@ def agreement(metrics: RunMetrics, role: str = "student") -> float:
 
 
 def target_name(cfg: dict[str, Any]) -> str:
-    k, samples = cfg["teacher"]["cache_topk"], cfg["teacher"].get("cache_samples") or 0
+    k, samples = cache_of(cfg)["topk"], cache_of(cfg)["samples"]
     if k is None:
         return "dense logits (live teacher)"
     return f"top {k - samples} + {samples} sampled" if samples else f"top {k} + the rest as one bucket"
@@ -63,17 +71,17 @@ def wall_times(root: Path) -> dict[str, str]:
 
 def main(root: Path) -> str:
     seeds = [(c, m) for c, m in jobs(root / "seeds") if m.student is not None and m.baseline is not None]
-    dense_by_seed = {m.seed: m for c, m in jobs(root / "dense") if c["teacher"]["cache_topk"] is None}
+    dense_by_seed = {m.seed: m for c, m in jobs(root / "dense") if cache_of(c)["topk"] is None}
     dense = [dense_by_seed[1]] if 1 in dense_by_seed else []
     seed1 = [m for c, m in seeds if m.seed == 1]
     # The ablation of what the slots hold (run without clipping): forward KL at 32 slots, and dense.
     targets = [
         (c, m)
         for c, m in jobs(root / "targets")
-        if c["teacher"]["cache_topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
+        if cache_of(c)["topk"] == 32 and c["loss"]["terms"]["kd"]["kind"] == "forward_kl"
     ]
-    targets_dense = [m for c, m in jobs(root / "targets_dense") if c["teacher"]["cache_topk"] is None]
-    default = seeds[0][0]["teacher"] if seeds else {"cache_topk": 32, "cache_samples": 8}
+    targets_dense = [m for c, m in jobs(root / "targets_dense") if cache_of(c)["topk"] is None]
+    default = cache_of(seeds[0][0]) if seeds else {"topk": 32, "samples": 8}
     lines = [
         "# Language-model distillation: results",
         "",
@@ -84,10 +92,10 @@ def main(root: Path) -> str:
         "`bash scripts/lm_results.sh` (the runs, then distillab-summarize on each sweep and this page); "
         "ppl is test perplexity (lower is better), agreement the share of test positions where the "
         "model's most likely next token is the teacher's. `experiment=lm_agnews` distils with forward KL "
-        f"at T = 1 + CE from a {default['cache_topk']}-slot cache: the teacher's top "
-        f"{default['cache_topk'] - (default.get('cache_samples') or 0)} tokens exact and "
-        f"{default.get('cache_samples') or 0} slots of tokens drawn from the rest of its distribution "
-        "(`teacher.cache_samples`), a target equal to the teacher's distribution in expectation.",
+        f"at T = 1 + CE from a {default['topk']}-slot cache: the teacher's top "
+        f"{default['topk'] - (default['samples'])} tokens exact and "
+        f"{default['samples']} slots of tokens drawn from the rest of its distribution "
+        "(`cache.samples`), a target equal to the teacher's distribution in expectation.",
         "",
     ]
 
@@ -111,14 +119,14 @@ def main(root: Path) -> str:
         checks.append(
             "- **32 slots against dense teacher logits**: "
             + ", ".join(f"seed {s}: {a:.1f} against {d:.1f} ({100 * (a / d - 1):+.1f}%)" for s, a, d in pairs)
-            + " (`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null`)."
+            + " (`distillab -m experiment=lm_agnews baseline=false seed=1 cache.topk=null`)."
         )
     # The default cache's train split, where a run built it (build time) or else reused it.
     caches = [
         m.teacher_cache["splits"]["train"]
         for c, m in jobs(root / "first") + seeds + targets
-        if c["teacher"]["cache_topk"] == default["cache_topk"]
-        and (c["teacher"].get("cache_samples") or 0) == (default.get("cache_samples") or 0)
+        if cache_of(c)["topk"] == default["topk"]
+        and cache_of(c)["samples"] == default["samples"]
         and "train" in (m.teacher_cache or {}).get("splits", {})
     ]
     caches = [c for c in caches if c.get("dense_logits_bytes")]  # (entries from before that figure was kept)
@@ -181,8 +189,8 @@ def main(root: Path) -> str:
     lines += [
         "## Dense teacher logits",
         "",
-        "`distillab -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null` (dense logits: "
-        "12.8 GB for the training split, over `teacher.cache_budget_mb`, so the teacher runs live on every "
+        "`distillab -m experiment=lm_agnews baseline=false seed=1 cache.topk=null` (dense logits: "
+        "12.8 GB for the training split, over `cache.budget_mb`, so the teacher runs live on every "
         "batch):",
         "",
         table(root / "dense"),
@@ -200,14 +208,14 @@ def main(root: Path) -> str:
         "Seed 1, forward KL + CE, same student and budget, run before the students' gradient clipping was "
         "added (`optimizer.max_grad_norm=null`; the rows compare with each other, not with the tables "
         "above): `distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
-        "teacher.cache_samples=0,8,16,24,31`, and the same with `teacher.cache_topk=null`:",
+        "cache.samples=0,8,16,24,31`, and the same with `cache.topk=null`:",
         "",
         "| what the teacher gives | test ppl | vs dense | agreement |",
         "|---|---|---|---|",
     ]
     reference = ppl(targets_dense[0]) if targets_dense else None
-    rows = sorted(targets, key=lambda cm: cm[0]["teacher"].get("cache_samples") or 0) + [
-        ({"teacher": {"cache_topk": None}}, m) for m in targets_dense[:1]
+    rows = sorted(targets, key=lambda cm: cache_of(cm[0])["samples"]) + [
+        ({"cache": {"topk": None, "samples": 0}}, m) for m in targets_dense[:1]
     ]
     for cfg, m in rows:
         versus = f"{100 * (ppl(m) / reference - 1):+.1f}%" if reference else "-"
@@ -220,7 +228,7 @@ def main(root: Path) -> str:
         "weighted m·c/s (m the rest's mass, c the draws of a token out of s), place that mass where the "
         "teacher puts it on average: the forward KL's gradient q − p̂ equals the dense one in expectation "
         "(Anshumann et al. 2025, sparse logit sampling). Only forward-KL terms read that target without "
-        "bias; the other divergences keep the bucket form (`teacher.cache_samples=0`).",
+        "bias; the other divergences keep the bucket form (`cache.samples=0`).",
         "",
     ]
 
@@ -228,7 +236,7 @@ def main(root: Path) -> str:
         "## Divergence × top-k (ablation, without clipping)",
         "",
         "`distillab -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null "
-        "loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0` (the "
+        "loss.terms.kd.kind=forward_kl,reverse_kl,jsd cache.topk=8,32 cache.samples=0` (the "
         "top k and the rest as one bucket, which every divergence reads):",
         "",
         table(root / "loss_k"),

@@ -28,13 +28,13 @@ sweep() {
   case $1 in
     first) run first experiment=lm_agnews "hydra.run.dir=$OUT/first" ;;  # the teacher trains here
     seeds) run seeds -m experiment=lm_agnews seed=1,2,3 "hydra.sweep.dir=$OUT/seeds" ;;
-    dense) run dense -m experiment=lm_agnews baseline=false seed=1 teacher.cache_topk=null "hydra.sweep.dir=$OUT/dense" ;;
+    dense) run dense -m experiment=lm_agnews baseline=false seed=1 cache.topk=null "hydra.sweep.dir=$OUT/dense" ;;
     targets) run targets -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
-      teacher.cache_samples=0,8,16,24,31 "hydra.sweep.dir=$OUT/targets" ;;
+      cache.samples=0,8,16,24,31 "hydra.sweep.dir=$OUT/targets" ;;
     targets_dense) run targets_dense -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
-      teacher.cache_topk=null "hydra.sweep.dir=$OUT/targets_dense" ;;
+      cache.topk=null "hydra.sweep.dir=$OUT/targets_dense" ;;
     loss_k) run loss_k -m experiment=lm_agnews baseline=false seed=1 optimizer.max_grad_norm=null \
-      loss.terms.kd.kind=forward_kl,reverse_kl,jsd teacher.cache_topk=8,32 teacher.cache_samples=0 \
+      loss.terms.kd.kind=forward_kl,reverse_kl,jsd cache.topk=8,32 cache.samples=0 \
       "hydra.sweep.dir=$OUT/loss_k" ;;
     gkd) run gkd -m experiment=lm_agnews_gkd seed=1 "hydra.sweep.dir=$OUT/gkd" ;;  # the teacher from the store
     *) echo "unknown sweep $1 (one of ${SWEEPS[*]})" >&2; exit 2 ;;

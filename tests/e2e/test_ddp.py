@@ -20,7 +20,7 @@ MLP = [
     "trainer.max_epochs=2",
     "callbacks.progress_bar.refresh_rate=1000",
     "baseline=false",
-    "compression_report=false",
+    "compression.report=false",
     "data.test_fraction=0.1505",
 ]  # 271 test samples: two shards of 136 and 135, none repeated
 

@@ -18,7 +18,7 @@ from distillab.core.checkpoints import CorruptCheckpointError, HashedCheckpointI
 from distillab.modules import ClassifierModule, OptimizerConfig
 from distillab.modules.classifier import NonFiniteLossError
 
-QUICK = [*TINY_OVERRIDES, "teacher.max_epochs=1", "trainer.max_epochs=1", "baseline=false", "compression_report=false"]
+QUICK = [*TINY_OVERRIDES, "teacher.max_epochs=1", "trainer.max_epochs=1", "baseline=false", "compression.report=false"]
 
 
 @pytest.mark.e2e

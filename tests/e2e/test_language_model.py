@@ -26,9 +26,9 @@ TINY_LM = [
     "model.student.num_layers=1",
     "teacher.max_epochs=2",
     "trainer.max_epochs=1",
-    "teacher.cache_topk=32",
-    "sequences.prompt_length=8",
-    "generations.new_tokens=6",
+    "cache.topk=32",
+    "lm.sequences.prompt_length=8",
+    "lm.generations.new_tokens=6",
     "trainer.log_every_n_steps=5",
     "callbacks.progress_bar.refresh_rate=1000",
 ]
@@ -92,8 +92,8 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     seq = cli(
         "experiment=lm_agnews",
         *TINY_LM,
-        "sequences.source=teacher",
-        "sequences.temperature=0",
+        "lm.sequences.source=teacher",
+        "lm.sequences.temperature=0",
         "baseline=false",
         "+loss.terms.hidden={_target_:distillab.losses.HiddenStateLoss,layers:uniform}",
         "+loss.weights.hidden=0.5",

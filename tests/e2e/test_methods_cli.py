@@ -31,7 +31,7 @@ def test_every_loss_config_runs(cli, tmp_path):
     # One sweep over the loss configs (one process, one teacher): each job must run and log its terms.
     losses = sorted(LOSS_TERMS)
     result = cli(
-        "experiment=digits_kd", f"loss={','.join(losses)}", "baseline=false", "compression_report=false", multirun=True
+        "experiment=digits_kd", f"loss={','.join(losses)}", "baseline=false", "compression.report=false", multirun=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(stored_teachers(tmp_path / "teachers")) == 1

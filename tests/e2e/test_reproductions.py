@@ -112,7 +112,7 @@ MINILM_TINY = [
     "data.val_fraction=0.003",
     "data.eval_batch_size=64",
     "+trainer.limit_test_batches=1",
-    "teacher.cache=off",
+    "cache.mode=off",
     "callbacks.progress_bar.refresh_rate=1000",
 ]
 
@@ -121,7 +121,7 @@ MINILM_TINY = [
 @needs_minilm
 def test_distilbert_sst2_from_minilm(cli):
     # experiment=distilbert_sst2 is minilm_sst2's 3-layer job: both files compose here.
-    result = cli("experiment=distilbert_sst2", "baseline=false", "compression_report=false", *MINILM_TINY, tiny=False)
+    result = cli("experiment=distilbert_sst2", "baseline=false", "compression.report=false", *MINILM_TINY, tiny=False)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert m["teacher"]["params"] > 22_000_000 and m["student"]["params"] < m["teacher"]["params"]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 # Long enough to be killed mid-way (about 0.5 s an epoch), with the state a resume must carry:
 # gradual pruning masks and their schedule, FitNets' learned projection, optimizer and scheduler.
-BASE = [*TINY_OVERRIDES, "teacher.max_epochs=5", "trainer.max_epochs=5", "baseline=false", "compression_report=false"]
+BASE = [*TINY_OVERRIDES, "teacher.max_epochs=5", "trainer.max_epochs=5", "baseline=false", "compression.report=false"]
 RESUMABLE = [
     *BASE,
     "loss=fitnet",

@@ -21,7 +21,7 @@ pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[sweeps]'")
 
 # One epoch each, no baseline and no compression report: a job is a couple of seconds.
-QUICK = ["teacher.max_epochs=1", "trainer.max_epochs=1", "baseline=false", "compression_report=false"]
+QUICK = ["teacher.max_epochs=1", "trainer.max_epochs=1", "baseline=false", "compression.report=false"]
 SEARCHED = {"loss.temperature": (1.0, 8.0), "loss.alpha": (0.1, 0.95), "optimizer.lr": (1e-4, 1e-2)}
 
 

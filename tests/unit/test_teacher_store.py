@@ -52,7 +52,7 @@ def test_load_errors_name_the_key(tmp_path, tiny_vit):
 
 
 def test_how_a_teacher_is_cached_is_not_part_of_its_store_key():
-    """teacher.cache / cache_budget_mb / cache_topk say how outputs are kept: a sweep over them
+    """cache.mode / cache_budget_mb / cache_topk say how outputs are kept: a sweep over them
     must reuse one stored teacher (a sweep over cache_topk once retrained it)."""
     from hydra import compose, initialize_config_dir
 
@@ -63,8 +63,7 @@ def test_how_a_teacher_is_cached_is_not_part_of_its_store_key():
         keys = {
             store_key(cfg, TeacherSpec("teacher", "model.teacher", cfg.model.teacher, 0))
             for cfg in (
-                compose("train", overrides=o)
-                for o in ([], ["teacher.cache=off"], ["teacher.cache_topk=8"], ["teacher.cache_budget_mb=1"])
+                compose("train", overrides=o) for o in ([], ["cache.mode=off"], ["cache.topk=8"], ["cache.budget_mb=1"])
             )
         }
         other = compose("train", overrides=["teacher.max_epochs=3"])

@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from distillab.core.config import ConfigError
+from distillab.core.renamed_keys import check_overrides as check_renamed_overrides
 
 # A deprecation inside Lightning's own code, printed on every run; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -130,6 +131,12 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    # Before Hydra composes: it would stop an old key name with "Could not override ..." instead.
+    try:
+        check_renamed_overrides(sys.argv[1:])
+    except ConfigError as err:
+        print(f"distillab: config error: {err}", file=sys.stderr)
+        sys.exit(2)
     _main()
 
 

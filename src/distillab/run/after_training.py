@@ -90,7 +90,7 @@ def measure(plan: RunPlan, models: RunModels, tally: Tally) -> Measured:
     if plan.task == "language_model":
         with tally.timed("language_model_report"):
             measured.language_model = lm_report(plan, models, tally)
-    elif plan.wants_student and plan.cfg.get("compression_report", True):
+    elif plan.wants_student and plan.cfg.compression.report:
         measured.compression = compression_rows(plan, models, measured.retention_figures()[0])
     return measured
 
@@ -99,7 +99,7 @@ def lm_report(plan: RunPlan, models: RunModels, tally: Tally) -> dict[str, dict[
     """Perplexity-side figures per model: agreement with the teacher, training tokens/s, generations."""
     by_role = {role: model for role, _, model in models.all()}
     rates = {role: entry["items_per_s"] for role, entry in tally.throughput.items() if entry.get("items_per_s")}
-    gen = plan.cfg.get("generations") or {}
+    gen = plan.cfg.lm.generations
     return language_model_report(
         by_role,
         plan.teachers[0] if plan.teachers else None,

@@ -32,12 +32,12 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("baseline", cfg.baseline, (True, False))
     check_choice("teacher.per_domain", cfg.teacher.per_domain, (True, False))
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
-    check_choice("teacher.cache", cfg.teacher.cache, CACHE_MODES)
-    check_number("teacher.cache_budget_mb", cfg.teacher.cache_budget_mb, low=0)
+    check_choice("cache.mode", cfg.cache.mode, CACHE_MODES)
+    check_number("cache.budget_mb", cfg.cache.budget_mb, low=0)
     check_number("teacher.adversarial_weight", cfg.teacher.get("adversarial_weight", 1.0), low=0, high=1)
     check_choice("compile", cfg.compile, (True, False))
     check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
-    check_choice("compression_report", cfg.get("compression_report", True), (True, False))
+    check_choice("compression.report", cfg.compression.report, (True, False))
     if cfg.get("ckpt_path", "auto") not in RESUME_MODES and not isinstance(cfg.ckpt_path, str):
         raise ConfigError("ckpt_path", cfg.ckpt_path, "must be auto, last, null or a run folder")
     if cfg.mode == "mutual" and cfg.stage != "all":
@@ -83,10 +83,10 @@ def check_loss(
 
 def check_cache(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     """An explicit cache mode with augmented training inputs would serve stale outputs."""
-    if cfg.mode == "offline" and cfg.teacher.cache in ("memory", "disk") and datamodule.inputs_vary("train"):
+    if cfg.mode == "offline" and cfg.cache.mode in ("memory", "disk") and datamodule.inputs_vary("train"):
         raise ConfigError(
-            "teacher.cache",
-            cfg.teacher.cache,
+            "cache.mode",
+            cfg.cache.mode,
             "the training inputs are augmented (new every epoch), so "
             "the teacher's outputs on them cannot be cached: use auto (live teacher on training "
             "batches, cached on val/test) or off",
@@ -102,25 +102,25 @@ def check_language_model(
 ) -> SequenceSource | None:
     """Language-model runs (data with ``task=language_model``): one vocabulary for every model,
     the top-k cache and the sequence source coherent with the loss. Returns the sequence
-    source (None for classifiers, where ``teacher.cache_topk`` and ``sequences`` must be unset)."""
-    topk = cfg.teacher.get("cache_topk")
-    samples = cfg.teacher.get("cache_samples") or 0
-    source = cfg.get("sequences", {}).get("source", "corpus")
+    source (None for classifiers, where ``cache.topk`` and ``lm.sequences`` must be unset)."""
+    topk = cfg.cache.topk
+    samples = cfg.cache.samples or 0
+    source = cfg.lm.sequences.source
     if datamodule.task != "language_model":
         if topk is not None:
             raise ConfigError(
-                "teacher.cache_topk",
+                "cache.topk",
                 topk,
                 "keeps a language model's top-k next tokens; this data is classification (set it to null)",
             )
         if samples:
             raise ConfigError(
-                "teacher.cache_samples",
+                "cache.samples",
                 samples,
                 "fills slots of a language model's top-k cache; this data is classification (set it to 0)",
             )
         if source != "corpus":
-            raise ConfigError("sequences.source", source, "applies to language models (data=lm_corpus); use corpus")
+            raise ConfigError("lm.sequences.source", source, "applies to language models (data=lm_corpus); use corpus")
         return None
     if cfg.mode != "offline":
         raise ConfigError("mode", cfg.mode, "language models are distilled offline (mode=offline)")
@@ -131,33 +131,33 @@ def check_language_model(
         raise ConfigError(
             "stages", "[...]", "staged distillation is for classifiers; language models train in one stage"
         )
-    with section("sequences"):
-        sequences = SequenceSource(**cfg.get("sequences", {}))
+    with section("lm.sequences"):
+        sequences = SequenceSource(**cfg.lm.sequences)
         sequences.check_block(datamodule.block_size)
     if student is not None:
         for teacher in teachers:
             check_same_vocabulary(teacher, student, "model.student")
     if topk is not None:
-        check_int("teacher.cache_topk", topk, low=1, high=datamodule.num_classes)
+        check_int("cache.topk", topk, low=1, high=datamodule.num_classes)
         if loss is not None and token_temperature(loss) is None:
             raise ConfigError(
-                "teacher.cache_topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); this loss has none"
+                "cache.topk", topk, "is read by token-level terms (loss=token_kd, gkd, ...); this loss has none"
             )
-    # With dense logits (cache_topk=null) there are no slots to fill: cache_samples is moot, so
-    # that a sweep over teacher.cache_topk=32,null keeps one setting.
+    # With dense logits (cache.topk=null) there are no slots to fill: cache.samples is moot, so
+    # that a sweep over cache.topk=32,null keeps one setting.
     if samples and topk is not None:
-        check_int("teacher.cache_samples", samples, low=0, high=topk - 1)
+        check_int("cache.samples", samples, low=0, high=topk - 1)
         kinds = token_kinds(loss) if loss is not None else set()
         if kinds - {"forward_kl"}:
             raise ConfigError(
-                "teacher.cache_samples",
+                "cache.samples",
                 samples,
                 "gives a target that equals the teacher only in "
                 f"expectation, which forward_kl reads without bias; this loss has {sorted(kinds)} "
-                "(set cache_samples=0: top tokens and the rest as one bucket)",
+                "(set cache.samples=0: top tokens and the rest as one bucket)",
             )
     if sequences.source != "corpus" and len(teachers) > 1:
         raise ConfigError(
-            "sequences.source", sequences.source, f"generates with one teacher; this run has {len(teachers)}"
+            "lm.sequences.source", sequences.source, f"generates with one teacher; this run has {len(teachers)}"
         )
     return sequences

@@ -67,10 +67,14 @@ def plan_compression(cfg: DictConfig) -> CompressionPlan:
     pruning = build(cfg.pruning, "pruning") if cfg.get("pruning") else None
     if pruning is not None and not isinstance(pruning, (PruningStep, GradualPruning)):
         raise ConfigError("pruning", cfg.pruning.get("_target_"), "must build a pruning step or GradualPruning")
-    quantize = check_choice("quantize", cfg.quantize, ("none", "int8"))
-    onnx = check_choice("export.onnx", cfg.export.onnx, (True, False))
+    quantize = check_choice("compression.quantize", cfg.compression.quantize, ("none", "int8"))
+    onnx = check_choice("compression.onnx", cfg.compression.onnx, (True, False))
     if cfg.stage not in ("all", "distill") and (pruning is not None or quantize != "none" or onnx):
-        raise ConfigError("stage", cfg.stage, "pruning, quantize and export need a student: use stage=all or distill")
+        raise ConfigError(
+            "stage",
+            cfg.stage,
+            "pruning, compression.quantize and compression.onnx need a student: use stage=all or distill",
+        )
     return CompressionPlan(pruning, quantize, onnx)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from distillab.core.distributed import global_rank
+from distillab.core.renamed_keys import check_config as check_renamed_keys
 from distillab.run.after_training import RunModels, compress_student, measure, objective
 from distillab.run.checks import check_run_config
 from distillab.run.compress import Compressed
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = False) -> RunMetrics:
     """One run of ``cfg`` (``overrides``: its command line, for the report); its metrics, as written."""
     started = time.perf_counter()
+    check_renamed_keys(cfg)  # a user's own config file may still use an old name
     check_run_config(cfg)
     job_dir = Path(cfg.paths.output_dir)  # this command's folder; a continued run works in its own
     rank0 = global_rank() == 0

@@ -41,8 +41,8 @@ class Distiller:
 
     @classmethod
     def of(cls, plan: RunPlan, tally: Tally) -> Distiller:
-        teacher = plan.cfg.teacher
-        return cls(plan, TeacherOutputCache(teacher.cache, plan.cfg.paths.teachers_dir, teacher.cache_budget_mb), tally)
+        cache = plan.cfg.cache
+        return cls(plan, TeacherOutputCache(cache.mode, plan.cfg.paths.teachers_dir, cache.budget_mb), tally)
 
     def module(self, model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
         plan, cfg = self.plan, self.plan.cfg
@@ -56,8 +56,8 @@ class Distiller:
             self.cache,
             compile_model=cfg.compile,
             task=plan.task,
-            cache_topk=cfg.teacher.get("cache_topk"),
-            cache_samples=cfg.teacher.get("cache_samples") or 0,
+            cache_topk=cfg.cache.topk,
+            cache_samples=cfg.cache.samples or 0,
             sequences=plan.sequences,
         )
 

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 # progress bars) must not retrain it.
 TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
 # teacher.* keys that do not change what a teacher learns (how its outputs are cached is not).
-TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed", "cache", "cache_budget_mb", "cache_topk", "cache_samples")
+# Where the teacher comes from, not how it is trained. (The output cache has its own group, cache.*,
+# and was never part of this key.)
+TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed")
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
