@@ -56,3 +56,15 @@ def test_every_new_name_is_a_key_of_the_root_config():
     for new in set(RENAMED.values()):
         assert OmegaConf.select(cfg, new, default="<absent>") != "<absent>", new
     check_config(cfg)
+
+
+def test_the_readme_table_lists_every_rename():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("### Renamed keys", 1)[1]
+    rows = dict(re.findall(r"^\| `([\w.*]+)` \| `([\w.*]+)` \|$", readme, re.M))
+    expected = {old: new for old, new in RENAMED.items() if old != "export"}  # export.onnx covers it
+    for old in ("sequences", "generations"):
+        expected[f"{old}.*"] = expected.pop(old) + ".*"
+    assert rows == expected

@@ -1,4 +1,4 @@
-"""``run(cfg)``: one distillation run, step by step (see shared/DESIGN.md).
+"""``run(cfg)``: one distillation run, step by step (docs/ARCHITECTURE.md).
 
 1. plan: config checked, data set up, every model and loss built (plan.py)
 2. teachers: from the store, a checkpoint, or trained here (references.py, teachers.py)
