@@ -31,7 +31,7 @@ def next_token_agreement(
     try:
         for batch in datamodule.eval_loader(split):
             batch = move_data_to_device(batch, device)
-            keep = batch.get("mask", torch.ones_like(batch["labels"], dtype=torch.bool))
+            keep = batch.get("mask", batch["labels"] != -100)  # chat data: responses only
             top = teacher(batch["inputs"]).logits.argmax(-1)
             for role, model in models.items():
                 same[role] += int((model(batch["inputs"]).logits.argmax(-1) == top)[keep].sum())

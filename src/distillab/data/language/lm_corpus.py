@@ -1,5 +1,6 @@
 """Causal language modelling on plain-text corpora: documents read from one or more files,
-tokenized by a byte-level BPE trained here, packed into fixed-length blocks.
+tokenized by a byte-level BPE trained here (or, after ``use_tokenizer``, by a pretrained model's
+own tokenizer), packed into fixed-length blocks.
 
 Documents, not blocks, are split into train/val/test (a permutation drawn with
 ``split_seed``), so no held-out text is ever seen in training. The BPE is trained on the
@@ -8,11 +9,17 @@ change with the token budget; it is stored in ``tokenizer_dir`` for every later 
 sample is a block of ``block_size + 1`` tokens: ``input_ids`` its first ``block_size``,
 ``labels`` its last ``block_size`` (already shifted: logits [B, L, V] line up with labels
 [B, L] with no shift in the loss). Blocks are full, so the attention mask is all ones.
+
+With a pretrained tokenizer (a pretrained model reads only the ids of its own vocabulary) no
+BPE is trained: documents are tokenized without special tokens and joined by the tokenizer's
+eos token (``eos_token`` of the ``tokenizer_config.json`` beside its ``tokenizer.json``), and
+the vocabulary is the tokenizer's (``vocab_size`` is not used).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -26,6 +33,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int, check_number
+from distillab.data.abilities import TakesTokenizer
 from distillab.data.language.bpe import EOS_TOKEN, check_vocab_size, train_bpe
 from distillab.data.language.corpus import pack_blocks, read_corpus_texts
 from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
@@ -90,7 +98,37 @@ def check_source(i: int, source: Any) -> CorpusSource:
     return CorpusSource(Path(path).expanduser().resolve(), column, header, delimiter)
 
 
-class CorpusDataModule(TensorDataModule):
+def pretrained_eos(tokenizer_file: Path) -> str:
+    """The eos token named by the ``tokenizer_config.json`` (else ``special_tokens_map.json``)
+    beside ``tokenizer_file``; a token given as ``{"content": ...}`` (older files) too."""
+    folder = Path(tokenizer_file).parent
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        config = folder / name
+        if config.is_file():
+            eos = json.loads(config.read_text(encoding="utf-8")).get("eos_token")
+            eos = eos.get("content") if isinstance(eos, Mapping) else eos
+            if isinstance(eos, str) and eos:
+                return eos
+    raise ConfigError(
+        "tokenizer",
+        str(folder),
+        "names no eos_token in tokenizer_config.json or special_tokens_map.json: the documents' separator",
+    )
+
+
+def load_pretrained_tokenizer(tokenizer_file: Path) -> tuple[Tokenizer, int]:
+    """The tokenizer of ``tokenizer_file`` (no padding, no truncation) and its eos id."""
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    eos = pretrained_eos(tokenizer_file)
+    eos_id = tokenizer.token_to_id(eos)
+    if eos_id is None:
+        raise ConfigError("tokenizer", str(tokenizer_file), f"has no token {eos!r}, the eos_token its config names")
+    return tokenizer, eos_id
+
+
+class CorpusDataModule(TensorDataModule, TakesTokenizer):
     """Next-token prediction on the documents of ``sources``; see the module docstring."""
 
     task = "language_model"
@@ -147,6 +185,29 @@ class CorpusDataModule(TensorDataModule):
         # Positions of each split's documents in the read order (all sources concatenated).
         self.document_index: dict[str, Tensor] = {}
 
+    def use_tokenizer(self, path: Path) -> None:
+        """Tokenize with ``path`` (a pretrained model's ``tokenizer.json``) instead of training
+        a BPE. Call before setup."""
+        if self.splits:
+            raise RuntimeError("use_tokenizer must be called before the data are set up")
+        self.tokenizer_file = Path(path)
+
+    def load_tokenizer(self, train_texts: Sequence[str]) -> tuple[Tokenizer, int]:
+        """The pretrained tokenizer and its eos id after :meth:`use_tokenizer`, else a BPE
+        trained on ``train_texts`` (stored) and its ``<|endoftext|>``."""
+        if self.tokenizer_file is None:
+            tokenizer = train_bpe(train_texts, self.vocab_size, self.tokenizer_dir)
+            return tokenizer, tokenizer.token_to_id(EOS_TOKEN)
+        tokenizer, eos_id = load_pretrained_tokenizer(self.tokenizer_file)
+        log.info(
+            "tokenizing with %s (eos %r between documents); data.vocab_size=%d is not used: the vocabulary is its %d",
+            self.tokenizer_file,
+            tokenizer.id_to_token(eos_id),
+            self.vocab_size,
+            tokenizer.get_vocab_size(),
+        )
+        return tokenizer, eos_id
+
     def split_documents(self, n: int) -> dict[str, Tensor]:
         """Document positions of each split, in the order of one permutation drawn with split_seed."""
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
@@ -161,11 +222,14 @@ class CorpusDataModule(TensorDataModule):
         ]
         index = self.split_documents(len(texts))
         docs = {split: [texts[i] for i in index[split].tolist()] for split in SPLITS}
-        tokenizer = train_bpe(docs["train"], self.vocab_size, self.tokenizer_dir)
-        eos_id = tokenizer.token_to_id(EOS_TOKEN)
+        tokenizer, eos_id = self.load_tokenizer(docs["train"])
+        # A pretrained tokenizer's post-processor may add bos/eos per text: the eos between
+        # documents is added by pack_blocks, once.
+        special = self.tokenizer_file is None
         out, tokens = {}, {}
         for split, key in zip(SPLITS, ("block_size", "val_fraction", "test_fraction")):
-            ids = [e.ids for e in tokenizer.encode_batch(docs[split])] if docs[split] else []
+            encoded = tokenizer.encode_batch(docs[split], add_special_tokens=special) if docs[split] else []
+            ids = [e.ids for e in encoded]
             blocks = pack_blocks(ids, self.block_size + 1, eos_id)
             if len(blocks) == 0:
                 raise ConfigError(
