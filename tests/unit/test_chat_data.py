@@ -337,3 +337,12 @@ def test_parquet_and_a_datasets_folder_read_the_same_rows_as_jsonl(tmp_path, tok
         dm = module(tokenizer_json, path)
         assert dm.responses("train") == from_jsonl.responses("train") == ["w2"] * 2
         assert torch.equal(dm.splits["train"].labels, from_jsonl.splits["train"].labels)
+
+
+def test_max_test_samples_keeps_the_first_test_rows_in_file_order(tmp_path, tokenizer_json):
+    rows = qa_rows(10)
+    test = write_jsonl(tmp_path / "test.jsonl", rows)
+    qa = {"prompt_column": "question", "response_column": "answer", "test_path": str(test)}
+    dm = module(tokenizer_json, write_jsonl(tmp_path / "d.jsonl", qa_rows(12)), max_test_samples=3, **qa)
+    full = module(tokenizer_json, write_jsonl(tmp_path / "e.jsonl", qa_rows(12)), **qa)
+    assert dm.responses("test") == full.responses("test")[:3] and len(full.responses("test")) == 10

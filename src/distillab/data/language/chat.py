@@ -226,6 +226,7 @@ class ChatDataModule(TensorDataModule, TakesTokenizer):
         split_seed: int = 0,
         test_path: str | None = None,
         max_train_samples: int | None = None,
+        max_test_samples: int | None = None,
         batch_size: int = 16,
         eval_batch_size: int = 32,
         num_workers: int = 0,
@@ -260,6 +261,9 @@ class ChatDataModule(TensorDataModule, TakesTokenizer):
         if max_train_samples is not None:
             max_train_samples = check_int("max_train_samples", max_train_samples, low=1)
         self.max_train_samples = max_train_samples
+        if max_test_samples is not None:
+            max_test_samples = check_int("max_test_samples", max_test_samples, low=1)
+        self.max_test_samples = max_test_samples
         self.hf_tokenizer: Any = None
         self.tokenizer: Any = None  # the HF tokenizer's tokenizers.Tokenizer (what generation.py reads)
         self.eos_id: int | None = None
@@ -300,7 +304,8 @@ class ChatDataModule(TensorDataModule, TakesTokenizer):
     def split_rows(self, n: int, n_test_file: int | None) -> dict[str, Tensor]:
         """Row positions of each split (in file order): one permutation of the ``n`` rows of
         ``path`` drawn with ``split_seed``; the test rows are ``test_path``'s when it is given.
-        ``max_train_samples`` keeps the first training rows of the permutation (a random sample)."""
+        ``max_train_samples`` keeps the first training rows of the permutation (a random sample),
+        ``max_test_samples`` the first test rows in file order."""
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         n_val, n_test = round(n * self.val_fraction), round(n * self.test_fraction)
         train = order[n_val + n_test :]
@@ -313,6 +318,8 @@ class ChatDataModule(TensorDataModule, TakesTokenizer):
                 )
             train = train[: self.max_train_samples]
         test = order[n_val : n_val + n_test] if n_test_file is None else torch.arange(n_test_file)
+        if self.max_test_samples is not None:  # the first test rows in file order: a fixed, fast evaluation
+            test = test.sort().values[: self.max_test_samples]
         return {"train": train.sort().values, "val": order[:n_val].sort().values, "test": test.sort().values}
 
     def read_chats(self, path: Path, key: str) -> list[list[Message]]:
@@ -403,6 +410,7 @@ class ChatDataModule(TensorDataModule, TakesTokenizer):
                 "test_fraction",
                 "split_seed",
                 "max_train_samples",
+                "max_test_samples",
             )
         }
         files = {"path": path_digest(self.path)}
