@@ -28,12 +28,17 @@ from distillab.models.output import ModelOutput
 
 
 def _split(log_p: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(log p_y, log(1 - p_y), log p^ with the target entry set to 0) for a distribution."""
+    """(log p_y, log(1 - p_y), log p^ with the target entry set to 0) for a distribution, each
+    clamped to the lowest finite value: a class with probability 0 (a -inf logit) then adds
+    exactly 0 to a KL, 0 * finite, never 0 * -inf = nan, on either side (a vocabulary entry both
+    models mask) and with no mass off the target at all (log(1 - p_y) = -inf, p^ = 0/0: NCKD's
+    weight in KD, 1 - p_y, is 0, and its value is taken as 0)."""
+    low = torch.finfo(log_p.dtype).min
     log_target = log_p.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     others = log_p.scatter(-1, target.unsqueeze(-1), float("-inf"))
     log_rest = torch.logsumexp(others, dim=-1)
-    log_hat = (others - log_rest.unsqueeze(-1)).scatter(-1, target.unsqueeze(-1), 0.0)
-    return log_target, log_rest, log_hat
+    log_hat = (others - log_rest.clamp_min(low).unsqueeze(-1)).scatter(-1, target.unsqueeze(-1), 0.0)
+    return log_target.clamp_min(low), log_rest.clamp_min(low), log_hat.clamp_min(low)
 
 
 def dkd_parts(

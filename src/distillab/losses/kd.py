@@ -22,13 +22,30 @@ from distillab.losses.teacher_targets import TeacherChoice, TeacherOut
 from distillab.losses.term import LossTerm
 from distillab.models.output import EncoderShape, ModelOutput
 
+IGNORE_INDEX = -100  # a label that no term reads (padding, a prompt): F.cross_entropy's ignore_index
+
+
+def counted(labels: Tensor | None, mask: Tensor | None) -> Tensor | None:
+    """The positions a per-position mean counts: those ``mask`` keeps (all when None) whose label
+    is not IGNORE_INDEX; None when that is every position. One rule for every term that reads
+    labels: an ignored position is in neither the sum nor the count."""
+    if labels is None or labels.is_floating_point():
+        return mask
+    ignored = labels == IGNORE_INDEX
+    if mask is None:
+        return ~ignored if bool(ignored.any()) else None  # None keeps the unmasked fast paths
+    mask = mask.to(torch.bool)  # a [B] mask (labelled samples) over [B, L] labels: every position of a sample
+    return mask.view(*mask.shape, *[1] * (labels.dim() - mask.dim())) & ~ignored
+
 
 def cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor | None = None) -> Tensor:
-    """CE(s, y) = -log softmax(s)_y, averaged over positions."""
+    """CE(s, y) = -log softmax(s)_y, averaged over the positions ``mask`` keeps whose label is
+    not IGNORE_INDEX (0 when there is none)."""
     if mask is None:  # one fused op: this runs every step
-        return F.cross_entropy(logits.flatten(0, -2), labels.flatten())
+        total = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="sum")
+        return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
     per_position = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")
-    return masked_mean(per_position.view(labels.shape), mask)
+    return masked_mean(per_position.view(labels.shape), counted(labels, mask))
 
 
 def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
@@ -36,7 +53,9 @@ def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
     # 0 * log 0 = 0: a class the target rules out (log p = -inf, e.g. a masked vocabulary
     # entry) must contribute nothing, not 0 * -inf = nan. Clamped to the lowest finite value,
     # exp gives exactly 0 and the product is 0, in one op instead of a comparison and a select.
+    # The same for log q where both rule a class out (-inf - -inf would be nan).
     log_p = log_p.clamp_min(torch.finfo(log_p.dtype).min)
+    log_q = log_q.clamp_min(torch.finfo(log_q.dtype).min)
     return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
 
 

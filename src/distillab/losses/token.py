@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.data.batch import Batch
 from distillab.losses.composite import CompositeLoss
-from distillab.losses.kd import cross_entropy
+from distillab.losses.kd import counted, cross_entropy
 from distillab.losses.reduce import label_mask
 from distillab.losses.term import LossTerm
 from distillab.losses.token_divergences import *  # noqa: F403  (re-exported: they were first imported from here)
@@ -28,7 +28,9 @@ from distillab.models.output import ModelOutput
 
 class TokenDivergence(LossTerm):
     """Distillation term: one token-level divergence between the teacher's and the student's
-    next-token distributions, averaged over the batch's ``mask``; see :func:`token_divergence`.
+    next-token distributions, averaged over the batch's ``mask`` less the positions whose label
+    is -100 (kd.IGNORE_INDEX: in neither the sum nor the count, with a mask or without, as for
+    the CE); see :func:`token_divergence`.
 
     Config keys: ``kind`` (forward_kl, reverse_kl, jsd, tv, skew_kl, skew_reverse_kl),
     ``temperature`` (T > 0), ``beta`` (jsd's β, 0 < β < 1), ``alpha`` (the skew kinds' α,
@@ -79,6 +81,9 @@ class TokenDivergence(LossTerm):
                 self.kind, logits, teacher, batch["labels"], mask, label_mask(batch), beta=self.beta, alpha=self.alpha
             )
             return divergence + self.ce_weight * ce
+        labels = batch.get("labels")
+        if labels is not None and labels.shape == logits.shape[:-1]:  # a label per position
+            mask = counted(labels, mask)
         divergence = token_divergence(
             self.kind, logits, teacher, self.temperature, mask, beta=self.beta, alpha=self.alpha, chunk=self.chunk
         )

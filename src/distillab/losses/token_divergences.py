@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from distillab.losses.kd import counted
 from distillab.losses.token_reduce import bucket_sum, divergence
 from distillab.losses.token_rows import rows_of
 from distillab.losses.topk import TopK
@@ -195,16 +196,20 @@ def divergence_and_ce(
 ) -> tuple[Tensor, Tensor]:
     """(divergence at T = 1, next-token CE) from one pass over the vocabulary: the divergence
     averaged over ``mask``, CE = -log q(label) averaged over ``label_keep`` (positions with a
-    label the student may learn). Equal to :func:`token_divergence` and a CE term computed apart."""
+    label the student may learn). A position whose label is -100 (kd.IGNORE_INDEX) is in
+    neither mean, with a mask or without. Equal to :func:`token_divergence` over the same
+    positions and a CE term computed apart."""
     lead = student_logits.shape[:-1]
-    keep = None if mask is None else mask.to(torch.bool).expand(lead)
+    keep = counted(labels, mask)  # every row it keeps has a real label: gathered in the one pass
+    keep = None if keep is None else keep.expand(lead)
+    label_keep = counted(labels, label_keep)
     total, log_label, rows = bucket_sum(rows_of(kind, beta, alpha), student_logits, teacher, 1.0, keep, labels)
     n = log_label.shape[0]
     divergence = total / max(n, 1)
     weights = (
         torch.ones(n, dtype=log_label.dtype, device=log_label.device)
         if label_keep is None
-        else label_keep.to(torch.bool).expand(lead).reshape(-1).to(log_label.dtype)
+        else label_keep.expand(lead).reshape(-1).to(log_label.dtype)
     )
     if label_keep is not None and rows is not None:
         weights = weights[rows]
