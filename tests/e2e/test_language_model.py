@@ -43,7 +43,7 @@ def check_language_model_run(m: dict, run_dir) -> None:
     assert lm["student"]["train_tokens_per_s"] > 0 and lm["baseline"]["train_tokens_per_s"] > 0
     assert [set(g) for g in lm["student"]["generations"]] == [{"prompt", "greedy", "sampled"}] * 3
     report = (run_dir / "report.md").read_text()
-    assert "| model | params | ppl | next-token acc | agreement | train tokens/s |" in report
+    assert "| model | params | ppl | next-token acc | agreement | MB | train tokens/s |" in report
     assert "### Generations: student" in report
 
 

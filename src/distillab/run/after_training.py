@@ -15,6 +15,7 @@ from distillab.models.output import TransformerClassifier
 from distillab.modules import ClassifierModule
 from distillab.run.compress import Compressed, compress, compression_report
 from distillab.run.fitting import test_only
+from distillab.run.lm_evaluation import language_model_scores
 from distillab.run.metrics import ModelEntry, RunMetrics, TestMetrics
 from distillab.run.plan import RunPlan
 from distillab.run.references import Retention, retention
@@ -55,6 +56,8 @@ class RunModels:
         """The teachers' entries paired with the plan's models; student, baseline and pruned, those the run has."""
         trained = {"student": student, "baseline": baseline}
         pairs = {role: (t.entry, t.model) for role, t in trained.items() if t is not None}
+        if metrics.cut is not None:  # measured beside the healed students (run/cut_student.py)
+            pairs = {"cut": (metrics.cut, plan.student_init), **pairs}
         if "pruned" in done.models:
             pairs["pruned"] = (done.pruned, done.models["pruned"])
         return cls(list(zip(metrics.teachers or [], plan.teachers)), pairs, done.models)
@@ -100,7 +103,7 @@ def lm_report(plan: RunPlan, models: RunModels, tally: Tally) -> dict[str, dict[
     by_role = {role: model for role, _, model in models.all()}
     rates = {role: entry["items_per_s"] for role, entry in tally.throughput.items() if entry.get("items_per_s")}
     gen = plan.cfg.lm.generations
-    return language_model_report(
+    report = language_model_report(
         by_role,
         plan.teachers[0] if plan.teachers else None,
         plan.datamodule,
@@ -110,6 +113,9 @@ def lm_report(plan: RunPlan, models: RunModels, tally: Tally) -> dict[str, dict[
         gen.get("temperature", 1.0),
         plan.cfg.seed,
     )
+    for role, scores in language_model_scores(plan.cfg, by_role, plan.datamodule).items():
+        report[role].update(scores)
+    return report
 
 
 def compression_rows(plan: RunPlan, models: RunModels, reference_acc: float | None) -> dict[str, dict[str, Any]]:

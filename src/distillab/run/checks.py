@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from distillab.core.config import ConfigError, check_choice, check_int, check_number, section
 from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.evaluation.precision import precision_dtype
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.losses.token import token_kinds, token_temperature
 from distillab.models.causal_lm import check_same_vocabulary
@@ -28,7 +29,12 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("mode", cfg.mode, MODES)
     check_int("seed", cfg.seed, low=0)
     check_int("trainer.max_epochs", cfg.trainer.max_epochs, low=1)
-    check_int("teacher.max_epochs", cfg.teacher.max_epochs, low=1)
+    check_int("teacher.max_epochs", cfg.teacher.max_epochs, low=0)
+    if cfg.teacher.max_epochs == 0 and not all(node.get("pretrained") for node in teacher_nodes(cfg)):
+        raise ConfigError(
+            "teacher.max_epochs", 0, "takes a teacher as it is: only a pretrained one (model.teacher.pretrained)"
+        )
+    precision_dtype(cfg.teacher.get("precision", "fp32"))
     check_choice("baseline", cfg.baseline, (True, False))
     check_choice("teacher.per_domain", cfg.teacher.per_domain, (True, False))
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
@@ -50,6 +56,11 @@ def check_run_config(cfg: DictConfig) -> None:
     for path in [ckpts] if isinstance(ckpts, str) else (ckpts or []):
         if not Path(path).expanduser().exists():
             raise ConfigError("teacher.ckpt_path", path, "no such file or folder")
+
+
+def teacher_nodes(cfg: DictConfig) -> list[DictConfig]:
+    """The model config of each teacher: ``model.teachers``, else ``model.teacher``."""
+    return list(cfg.model.get("teachers") or [cfg.model.teacher])
 
 
 def check_loss(

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypedDict
 # Test metrics by name (acc, f1, precision, recall; agreement for a distilled model; ppl for a
 # language model): what the model's LightningModule logs under test/.
 TestMetrics = dict[str, float]
-STUDENT_ROLES = ("student", "pruned", "baseline")  # after the teachers, in this order
+STUDENT_ROLES = ("cut", "student", "pruned", "baseline")  # after the teachers, in this order
 
 
 class MetricsError(ValueError):
@@ -34,7 +34,9 @@ class ModelEntry(TypedDict, total=False):
     role: str  # teachers: "teacher", "teacher0", ...
     params: int
     test: TestMetrics
-    source: str  # teachers: trained, store, checkpoint or mutual
+    source: str  # teachers: trained, store, checkpoint, mutual or pretrained (used as it is)
+    precision: dict[str, Any]  # teachers in teacher.precision: its top-1 agreement with fp32, both speeds
+    cut: dict[str, Any]  # a student cut from its teacher: what was kept (pruning/cut.py CutReport)
     store_key: str | None  # teachers from the store or trained here (None: from a checkpoint)
     domain: int  # a per-domain teacher's domain
     test_by_domain: dict[str, float]  # data with domains: test accuracy per domain
@@ -63,6 +65,7 @@ class RunMetrics:
     throughput: dict[str, Throughput] = field(default_factory=dict)  # by role
     objective: float | None = None  # the final model's best val score: what a search optimises
     teachers: list[ModelEntry] | None = None
+    cut: ModelEntry | None = None  # model.student.cut: the student cut from the teacher, before any training
     student: ModelEntry | None = None
     stages: dict[str, TestMetrics] | None = None  # staged distillation: the student's test metrics per stage
     baseline: ModelEntry | None = None

@@ -26,7 +26,7 @@ from distillab.run.metrics import RunMetrics, git_commit
 from distillab.run.plan import plan_run
 from distillab.run.references import provide_teachers, text_baseline
 from distillab.run.resume import plan_resume
-from distillab.run.students import train_baseline, train_student
+from distillab.run.students import test_cut, train_baseline, train_student
 from distillab.run.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     tally = Tally.of(metrics)  # each step's seconds, and each training's best val score and throughput
     metrics.teachers = provide_teachers(plan, tally)
     metrics.bow_baseline = text_baseline(plan, tally)
+    metrics.cut = test_cut(plan, tally)
     student = train_student(plan, tally) if plan.wants_student else None
     if student is not None:
         metrics.student, metrics.stages, metrics.teacher_cache = student.entry, student.stages, student.teacher_cache

@@ -23,6 +23,7 @@ from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import OptimizerConfig
 from distillab.run.checks import check_cache, check_language_model, check_loss
 from distillab.run.compress import CompressionPlan, plan_compression
+from distillab.run.cut_student import cut_student, is_cut
 from distillab.run.stages import Stage, plan_stages
 from distillab.run.teachers import TeacherSpec, check_teacher_augmentation, teacher_attack, teacher_specs
 from distillab.teachers.sequences import SequenceSource
@@ -42,6 +43,7 @@ class RunPlan:
     sequences: SequenceSource | None  # language models: where the student's sequences come from
     stages: list[Stage] = field(default_factory=list)  # staged distillation (empty: one training)
     init_layers: Any = None  # student_init.from_teacher: the teacher layers the student starts from
+    cut: dict[str, Any] | None = None  # model.student.cut: what the student kept of its teacher (run/cut_student.py)
 
     @property
     def wants_student(self) -> bool:
@@ -73,7 +75,10 @@ def bind_pretrained_tokenizer(cfg: DictConfig, datamodule: TensorDataModule) -> 
         },
         "model.student": cfg.model.student,
     }
-    tokenizer = shared_tokenizer({key: node.get("pretrained") for key, node in nodes.items()})
+    tokenizer = shared_tokenizer(
+        {key: node.get("pretrained") for key, node in nodes.items()},
+        {key: node.get("converted_dir") for key, node in nodes.items()},
+    )
     if tokenizer is not None and isinstance(datamodule, TakesTokenizer):
         datamodule.use_tokenizer(tokenizer)
 
@@ -96,7 +101,11 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     wants_student = cfg.stage in ("all", "distill")
     specs = teacher_specs(cfg, datamodule.num_domains) if cfg.stage != "baseline" else []
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
-    student = build_model(cfg.model.student, "model.student", cfg.seed, datamodule) if cfg.stage != "teacher" else None
+    student, cut = None, None
+    if cfg.stage != "teacher" and is_cut(cfg.model.student):
+        student, cut = cut_student(cfg.model.student, teachers[0], specs[0].node, datamodule)
+    elif cfg.stage != "teacher":
+        student = build_model(cfg.model.student, "model.student", cfg.seed, datamodule)
     loss = build(cfg.loss, "loss") if wants_student else None
     compression = plan_compression(cfg)
     teacher_attack(cfg)  # checked now; built again where the teacher trains
@@ -106,7 +115,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     if cfg.get("bow_baseline") and not isinstance(datamodule, LabelledTexts):
         raise ConfigError("bow_baseline", True, "needs text data (data=sst2, agnews, ...)")
     sequences = check_language_model(cfg, datamodule, teachers, student, loss)
-    plan = RunPlan(cfg, datamodule, optimizer, specs, teachers, student, loss, compression, attacks, sequences)
+    plan = RunPlan(cfg, datamodule, optimizer, specs, teachers, student, loss, compression, attacks, sequences, cut=cut)
     if wants_student:
         check_student(plan)
     return plan

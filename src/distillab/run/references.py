@@ -4,14 +4,21 @@ here), the bag-of-words baseline on text, and the reference accuracy retention d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
+
+import torch
 
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.evaluation.bow_baseline import bag_of_words_baseline
+from distillab.evaluation.precision import precision_agreement, precision_dtype
 from distillab.run.metrics import ModelEntry
 from distillab.run.plan import RunPlan
 from distillab.run.tally import Tally
 from distillab.run.teachers import provide_teacher
+
+# Validation batches the teacher's lower precision is compared with float32 on.
+PRECISION_BATCHES = 4
 
 
 def provide_teachers(plan: RunPlan, tally: Tally) -> list[ModelEntry] | None:
@@ -20,15 +27,24 @@ def provide_teachers(plan: RunPlan, tally: Tally) -> list[ModelEntry] | None:
     if not plan.specs or plan.mutual:
         return None
     entries: list[ModelEntry] = []
+    dtype = precision_dtype(plan.cfg.teacher.get("precision", "fp32"))
     for spec, model in zip(plan.specs, plan.teachers):
         with tally.timed(spec.role):
-            entries.append(
-                {
-                    "role": spec.role,
-                    **provide_teacher(plan.cfg, spec, model, plan.datamodule, tally.val, tally.throughput),
-                }
-            )
+            entry: ModelEntry = {
+                "role": spec.role,
+                **provide_teacher(plan.cfg, spec, model, plan.datamodule, tally.val, tally.throughput),
+            }
+        if dtype != torch.float32:
+            with tally.timed(f"{spec.role}_precision"):
+                entry["precision"] = precision_agreement(model, dtype, held_out_batches(plan.datamodule))
+            model.to(dtype)  # in place: every later forward (cache, live, scoring, generation) runs in it
+        entries.append(entry)
     return entries
+
+
+def held_out_batches(datamodule: TensorDataModule, n: int = PRECISION_BATCHES) -> list[Any]:
+    """The first ``n`` batches of the validation split (the test split stays untouched by choices)."""
+    return list(islice(datamodule.eval_loader("val"), n))
 
 
 def text_baseline(plan: RunPlan, tally: Tally) -> dict[str, Any] | None:

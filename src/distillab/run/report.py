@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -63,22 +64,48 @@ def language_model_rows(metrics: RunMetrics, entries: list[tuple[str, ModelEntry
     """One row per language model: held-out perplexity, next-token accuracy, top-1 agreement
     with the teacher, and training throughput."""
     extra = metrics.language_model or {}
+    scored = {key for lm in extra.values() for key in lm}
+    speeds = sorted({b for lm in extra.values() for b in lm.get("tokens_per_s", {})}, key=int)
     rows = []
     for role, entry in entries:
         lm = extra.get(role, {})
         agreement = lm.get("agreement")
         rate = lm.get("train_tokens_per_s")
-        rows.append(
-            {
-                "model": role,
-                "params": f"{entry['params']:,}",
-                "ppl": f"{entry['test']['ppl']:.2f}",
-                "next-token acc": f"{entry['test']['acc']:.4f}",
-                "agreement": f"{agreement:.4f}" if agreement is not None else "-",
-                "train tokens/s": f"{rate:,.0f}" if rate else "-",
-            }
-        )
+        row = {
+            "model": role,
+            "params": f"{entry['params']:,}",
+            "ppl": f"{entry['test']['ppl']:.2f}",
+            "next-token acc": f"{entry['test']['acc']:.4f}",
+            "agreement": f"{agreement:.4f}" if agreement is not None else "-",
+        }
+        if "response_ppl" in scored:
+            row["response ppl"] = f"{lm['response_ppl']:.2f}" if "response_ppl" in lm else "-"
+        if "piqa" in scored:
+            piqa = lm.get("piqa")
+            row["PIQA acc"] = f"{piqa['acc']:.3f}" if piqa else "-"
+            row["PIQA acc_norm"] = f"{piqa['acc_norm']:.3f}" if piqa else "-"
+        if "bytes" in scored:
+            row["MB"] = f"{lm['bytes'] / 2**20:,.1f}" if "bytes" in lm else "-"
+        for b in speeds:
+            speed = lm.get("tokens_per_s", {}).get(b)
+            row[f"tokens/s @{b}"] = f"{speed:,.0f}" if speed else "-"
+        row["train tokens/s"] = f"{rate:,.0f}" if rate else "-"
+        rows.append(row)
     return rows
+
+
+def answers_table(language_model: dict[str, dict[str, Any]]) -> str:
+    """Each question's greedy answer by every model that has answers, side by side (markdown)."""
+    answered = {role: lm["answers"] for role, lm in language_model.items() if lm.get("answers")}
+    if not answered:
+        return ""
+    cell = lambda text: " ".join(str(text).split()).replace("|", "\\|")  # noqa: E731
+    header = "| question | " + " | ".join(answered) + " |"
+    lines = [header, "|" + "|".join("---" for _ in range(len(answered) + 1)) + "|"]
+    for i, first in enumerate(next(iter(answered.values()))):
+        answers = [cell(a[i]["answer"]) if i < len(a) else "-" for a in answered.values()]
+        lines.append("| " + " | ".join([cell(first["question"]), *answers]) + " |")
+    return "\n".join(lines)
 
 
 def language_model_lines(metrics: RunMetrics) -> list[str]:
@@ -97,6 +124,9 @@ def language_model_lines(metrics: RunMetrics) -> list[str]:
         )
     if lines:
         lines.append("")
+    table = answers_table(metrics.language_model or {})
+    if table:
+        lines += ["Greedy answers (chat template):", "", table, ""]
     for role, entry in (metrics.language_model or {}).items():
         if entry.get("generations"):
             lines += [format_generations(entry["generations"], f"Generations: {role}"), ""]

@@ -148,3 +148,13 @@ def train_baseline(plan: RunPlan, tally: Tally) -> Trained:
             module, "baseline", cfg, data, cfg.trainer.max_epochs, cfg.seed, val=tally.val, throughput=tally.throughput
         )
     return Trained({"params": baseline.num_parameters, "test": test}, baseline)
+
+
+def test_cut(plan: RunPlan, tally: Tally) -> ModelEntry | None:
+    """The student cut from the teacher, tested before healing (what pruning alone leaves)."""
+    if plan.cut is None:
+        return None
+    cfg, data, model = plan.cfg, plan.datamodule, plan.student_init
+    with tally.timed("cut"):
+        test = test_only(ClassifierModule(model, data.num_classes, task=plan.task), cfg, data)
+    return {"params": model.num_parameters, "test": test, "cut": plan.cut}

@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 # progress bars) must not retrain it.
 TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
 # teacher.* keys that do not change what a teacher learns (how its outputs are cached is not).
-# Where the teacher comes from, not how it is trained. (The output cache has its own group, cache.*,
+# Where the teacher comes from, not how it is trained; nor the precision its forwards run in. (The output cache has its own group, cache.*,
 # and was never part of this key.)
-TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed")
+TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed", "precision")
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
@@ -121,7 +121,8 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
         weights = weights_hash(pretrained) if pretrained else None
     return teacher_key(
         {
-            "model": plain(spec.node),
+            # converted_dir: where a GGUF is kept converted, not what the teacher is.
+            "model": {k: v for k, v in plain(spec.node).items() if k != "converted_dir"},
             "data": data,
             "teacher": teacher,
             "trainer": trainer,
@@ -148,7 +149,12 @@ def provide_teacher(
     if cfg.teacher.get("random_shift"):  # Hinton et al. 2015 jittered the teacher's inputs, not the student's
         data = data.augmented(partial(random_shift, max_shift=cfg.teacher.random_shift))
     num_classes = datamodule.num_classes
-    if spec.ckpt_path:
+    if spec.node.get("pretrained") and cfg.teacher.max_epochs == 0:
+        # A pretrained model taken as it is (an instruction LLM): nothing to train, nothing to store.
+        log.info("%s: the pretrained %s, used as it is (teacher.max_epochs=0)", spec.role, spec.node.pretrained)
+        source, key = "pretrained", None
+        test = test_only(ClassifierModule(model, num_classes, task=datamodule.task), cfg, data)
+    elif spec.ckpt_path:
         load_teacher_weights(model, spec.ckpt_path)
         source, key = "checkpoint", None
         test = test_only(ClassifierModule(model, num_classes, task=datamodule.task), cfg, data)
