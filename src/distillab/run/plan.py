@@ -103,6 +103,8 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
     student, cut = None, None
     if cfg.stage != "teacher" and is_cut(cfg.model.student):
+        if not teachers:
+            raise ConfigError("model.student.cut", "{...}", "cuts the student from its teacher: use stage=all")
         student, cut = cut_student(cfg.model.student, teachers[0], specs[0].node, datamodule)
     elif cfg.stage != "teacher":
         student = build_model(cfg.model.student, "model.student", cfg.seed, datamodule)

@@ -16,7 +16,10 @@ LANGUAGE_MODEL_NOTE = (
     "ppl: perplexity on the held-out test blocks, exp of the mean next-token negative log-likelihood; "
     "next-token acc: how often the most likely next token is the actual one; agreement: the share of test "
     "positions where a model's most likely next token is the teacher's; train tokens/s: tokens over the time of "
-    "the training steps alone (no validation, checkpoints or cache building)."
+    "the training steps alone (no validation, checkpoints or cache building); response ppl: perplexity of the "
+    "lm.responses test answers, completion tokens only; PIQA acc / acc_norm: lm-evaluation-harness's scoring "
+    "(log-likelihood of each solution, acc_norm per character); MB: the parameters' bytes; tokens/s @b: forward "
+    "tokens per second at batch b; cut: the student cut from the teacher, before healing."
 )
 
 
