@@ -127,7 +127,8 @@ def language_model_lines(metrics: RunMetrics) -> list[str]:
         )
     if lines:
         lines.append("")
-    table = answers_table(metrics.language_model or {})
+    lm = metrics.language_model or {}
+    table = answers_table({role: lm[role] for role, _ in metrics.entries() if role in lm})  # teachers first
     if table:
         lines += ["Greedy answers (chat template):", "", table, ""]
     for role, entry in (metrics.language_model or {}).items():
