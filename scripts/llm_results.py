@@ -56,9 +56,10 @@ def table(run: Path) -> list[str]:
         f"({acc['student'] - acc['baseline']:+.3f}) on {n} questions.",
         f"- PIQA acc lost by the cut: {lost:+.3f}; recovered by KD: {recovered:.0%} of it "
         f"(by CE: {(acc['baseline'] - acc['cut']) / lost if lost > 0 else float('nan'):.0%}).",
-        f"- Token budget: {cfg['data']['max_train_tokens']:,} training tokens, one epoch; wall time "
-        f"{m.seconds['total'] / 60:.1f} min (teacher cache {m.seconds.get('student', 0) / 60:.1f} min with the "
-        f"KD student's training, CE student {m.seconds.get('baseline', 0) / 60:.1f} min).",
+        f"- Token budget: {cfg['data']['max_train_tokens']:,} training tokens, one epoch. Wall time "
+        f"{m.seconds['total'] / 60:.1f} min: KD student {m.seconds.get('student', 0) / 60:.1f} min (with the "
+        f"teacher cache's build, or its reuse), CE student {m.seconds.get('baseline', 0) / 60:.1f} min, scoring "
+        f"{m.seconds.get('language_model_report', 0) / 60:.1f} min.",
     ]
     teacher = m.teacher or {}
     if "precision" in teacher:
