@@ -55,3 +55,20 @@ def write_tiny_llm(folder: Path, texts: list[str], num_layers: int = 4, seed: in
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_llama(vocab_size: int, initializer_range: float = 0.5, seed: int = 0) -> LlamaForCausalLM:
+    """A random 2-layer Llama (width 32, 4 query / 2 KV heads). initializer_range 0.5 spreads the
+    logits far apart, so no greedy choice is a near-tie that rounding could flip."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        initializer_range=initializer_range,
+    )
+    return LlamaForCausalLM(config).eval()

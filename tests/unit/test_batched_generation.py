@@ -3,11 +3,12 @@ token for token what each prompt gives alone, and output stops after end-of-text
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import config_error_key
 from distillab.models.generation import generate_batched
 from distillab.models.output import TransformerClassifier
+from tiny_llm import tiny_llama
 
 VOCAB = 120
 PAD = 0
@@ -17,17 +18,7 @@ def tiny(architecture: str):
     torch.manual_seed(0)
     # initializer_range 0.5: logits far apart, so no greedy choice is a near-tie that rounding could flip.
     if architecture == "llama":
-        config = LlamaConfig(
-            vocab_size=VOCAB,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            initializer_range=0.5,
-        )
-        return LlamaForCausalLM(config).eval()
+        return tiny_llama(VOCAB)
     config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.5)
     return GPT2LMHeadModel(config).eval()
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from conftest import config_error_key
 from distillab.data.language.bpe import build_bpe
 from distillab.evaluation.multiple_choice import encode_pair, score_multiple_choice
 from distillab.evaluation.piqa import MultipleChoice, piqa_prompt
+from tiny_llm import tiny_llama
 
 WORDS = (
     "Question Answer : ? . how do i open a jar cut bread boil water with knife hot lid twist "
@@ -26,21 +27,6 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
-
-
-def tiny_llama(vocab: int) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.5,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 QUESTIONS = [
