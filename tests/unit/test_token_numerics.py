@@ -16,6 +16,7 @@ from distillab.losses.token import KINDS, TokenDivergence, divergence_and_ce, fo
 from distillab.losses.token_rows import rows_of
 from distillab.losses.topk import TopK, teacher_buckets, topk_of
 from distillab.models.output import ModelOutput
+from distillab.models.topk import distinct_draws, sampled_of
 
 V, K = 49_152, 8
 # The student's lead over its other logits per row: its mass outside the teacher's k tokens is
@@ -255,3 +256,37 @@ def test_kl_rows_is_finite_where_both_distributions_rule_a_class_out():
     expected = kl_rows(log_p[:, :2], log_q[:, :2])
     assert torch.isfinite(kl_rows(log_p, log_q)).all()
     assert torch.allclose(kl_rows(log_p, log_q), expected)
+
+
+def test_sampled_target_at_a_real_vocabulary_places_the_teacher_mass_exactly():
+    """A confident bf16 teacher (its rest 1e-1 .. 1e-48 of the mass), more rows than one working
+    buffer: the head equals the exact top tokens and log-probabilities (float64), the drawn
+    weights sum to the rest's mass, every slot holds another id, and the drawn ids lie outside
+    the head."""
+    _, teacher = confident(1)
+    teacher.scatter_(-1, teacher.argmax(-1, keepdim=True), torch.tensor(MARGINS).view(1, -1, 1))
+    teacher = teacher.repeat(1, 5, 1).to(torch.bfloat16)  # 35 rows: three working buffers
+    top = sampled_of(teacher, K, 3, 1.0, torch.Generator().manual_seed(0))
+    exact = F.log_softmax(teacher.double(), -1)
+    head_lp, head = exact.topk(K - 3, -1)
+    torch.testing.assert_close(top.log_probs[..., : K - 3].double(), head_lp, rtol=0, atol=2e-5)
+    assert torch.equal(top.indices[..., : K - 3].sort(-1).values, head.sort(-1).values)
+    rest_mass = 1 - head_lp.exp().sum(-1)
+    rest_log = torch.logsumexp(exact.scatter(-1, head, float("-inf")), -1)  # no cancellation
+    got = torch.logsumexp(top.log_probs[..., K - 3 :].double(), -1)
+    torch.testing.assert_close(got, rest_log, rtol=1e-5, atol=0)
+    assert rest_mass.min() < 1e-40 or rest_log.min() < -90  # the smallest rest is below float32's range
+    for row in top.indices.reshape(-1, K).tolist():
+        assert len(set(row)) == K
+    drawn = top.indices[..., K - 3 :].unsqueeze(-1)
+    assert not (drawn == top.indices[..., : K - 3].unsqueeze(-2)).any()
+
+
+def test_distinct_draws_counts_each_token_once_and_fills_repeats_with_spares():
+    draws = torch.tensor([[7, 3, 7, 7], [5, 6, 8, 9], [4, 4, 4, 4]])
+    spare = torch.tensor([[7, 2, 3, 1, 0, 11, 12], [5, 6, 10, 8, 9, 13, 14], [4, 20, 21, 22, 23, 24, 25]])
+    ids, counts = distinct_draws(draws, spare)
+    assert counts.tolist() == [[3, 1, 0, 0], [1, 1, 1, 1], [4, 0, 0, 0]]
+    assert ids[:, :2].tolist()[0] == [7, 3] and ids[0, 2:].tolist() == [2, 1]
+    assert sorted(ids[1].tolist()) == [5, 6, 8, 9]
+    assert ids[2].tolist() == [4, 20, 21, 22]

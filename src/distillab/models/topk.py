@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from distillab.core.config import check_int, check_number
-from distillab.core.numerics import soft_log_probs
+from distillab.core.numerics import upcast
 
 
 @dataclass
@@ -28,16 +28,26 @@ class TopK:
     tail: Tensor
 
 
+ROWS = 16  # rows of a [rows, V] working buffer: small enough to stay in cache across its passes
+
+
+def _scaled(logits: Tensor, temperature: float) -> Tensor:
+    """z / T in float32 at least, in a buffer of its own (the callers overwrite it in place)."""
+    z = upcast(logits)
+    return z / temperature if temperature != 1.0 or z is logits else z
+
+
 @torch.no_grad()
 def topk_of(logits: Tensor, k: int, temperature: float = 1.0) -> TopK:
     """The teacher's k most likely tokens at temperature T, log p = log_softmax(t / T), and the
     mass of the rest (a log-sum-exp over the other tokens, not 1 - sum: no cancellation)."""
     k = check_int("k", k, low=1, high=logits.shape[-1])
     temperature = check_number("temperature", temperature, low=0, low_open=True)
-    log_p = soft_log_probs(logits, temperature)
-    log_probs, indices = log_p.topk(k, dim=-1)
-    tail = torch.logsumexp(log_p.scatter(-1, indices, float("-inf")), dim=-1).exp()
-    return TopK(indices, log_probs, tail)
+    z = _scaled(logits, temperature)
+    lse = torch.logsumexp(z, dim=-1)
+    values, indices = z.topk(k, dim=-1)
+    tail = (torch.logsumexp(z.scatter_(-1, indices, float("-inf")), dim=-1) - lse).exp()
+    return TopK(indices, values - lse.unsqueeze(-1), tail)
 
 
 @torch.no_grad()
@@ -57,23 +67,54 @@ def sampled_of(
     is 0: every bit of mass is placed. Slots past the distinct tokens drawn have p̂ = 0 (log
     -inf) and ids not otherwise present. Only forward-KL-type terms (linear in p) read it
     without bias.
+
+    Rows are done ``ROWS`` at a time, each in a few passes over one float32 buffer (the rest's
+    weights exp(z - max of the rest) are what the draws read): a teacher cache builds this for
+    every position, beside the teacher's own forward.
     """
     vocab = logits.shape[-1]
     k = check_int("k", k, low=2, high=vocab)
     samples = check_int("samples", samples, low=1, high=k - 1)
     temperature = check_number("temperature", temperature, low=0, low_open=True)
-    log_p = soft_log_probs(logits, temperature).reshape(-1, vocab)
-    head_log_p, head = log_p.topk(k - samples, dim=-1)
-    rest = log_p.scatter(-1, head, float("-inf"))
-    log_m = torch.logsumexp(rest, dim=-1, keepdim=True)  # finite: at least one token is outside H
-    draws = torch.multinomial((rest - log_m).exp(), samples, replacement=True, generator=generator)
-    counts = torch.zeros_like(log_p).scatter_add_(-1, draws, torch.ones_like(draws, dtype=log_p.dtype))
-    # The head's ids below every count, so that padding slots (count 0) never repeat them.
-    counts, drawn = counts.scatter_(-1, head, -1.0).topk(samples, dim=-1)
-    drawn_log_p = (counts / samples).log() + log_m  # log(m c / s); -inf where c = 0
+    flat = logits.reshape(-1, vocab)
+    head_size = k - samples
+    # The next tokens after the head, 2s - 1 of them: whatever the draws hit, at least s - 1 are
+    # left to fill the slots of tokens drawn more than once, so every slot holds another id.
+    spares = min(2 * samples - 1, vocab - head_size)
+    ids, log_probs = [], []
+    for start in range(0, flat.shape[0], ROWS):
+        z = _scaled(flat[start : start + ROWS], temperature)
+        values, order = z.topk(head_size + spares, dim=-1)
+        head, head_z, spare = order[:, :head_size], values[:, :head_size], order[:, head_size:]
+        top_rest = values[:, head_size : head_size + 1]  # the largest z outside the head
+        weights = z.scatter_(-1, head, float("-inf")).sub_(top_rest).exp_()
+        log_rest = weights.sum(-1, keepdim=True).log() + top_rest  # log of the rest's sum of exp(z)
+        log_z = torch.logaddexp(torch.logsumexp(head_z, dim=-1, keepdim=True), log_rest)
+        draws = torch.multinomial(weights, samples, replacement=True, generator=generator)
+        drawn, counts = distinct_draws(draws, spare)
+        ids.append(torch.cat([head, drawn], -1))
+        # log(m c / s), -inf where c = 0
+        log_probs.append(torch.cat([head_z - log_z, (counts.to(z.dtype) / samples).log() + log_rest - log_z], -1))
     shape = logits.shape[:-1]
     return TopK(
-        torch.cat([head, drawn], -1).reshape(*shape, k),
-        torch.cat([head_log_p, drawn_log_p], -1).reshape(*shape, k),
-        log_p.new_zeros(shape),
+        torch.cat(ids).reshape(*shape, k),
+        torch.cat(log_probs).reshape(*shape, k),
+        flat.new_zeros(shape, dtype=log_probs[0].dtype),
     )
+
+
+def distinct_draws(draws: Tensor, spare: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows of s draws [n, s] as (ids, counts) [n, s]: each distinct token once with the number
+    of times it was drawn, most drawn first, then count-0 slots holding the first ``spare`` ids
+    [n, >= 2s - 1] that were not drawn (never an id twice in a row)."""
+    s = draws.shape[-1]
+    ordered = draws.sort(dim=-1).values
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    counts = torch.where(first, (ordered.unsqueeze(-1) == ordered.unsqueeze(-2)).sum(-1), 0)
+    counts, rank = counts.sort(dim=-1, descending=True, stable=True)
+    drawn = ordered.gather(-1, rank)
+    taken = (spare.unsqueeze(-1) == draws.unsqueeze(-2)).any(-1)
+    free = spare.gather(-1, taken.to(torch.int8).sort(dim=-1, stable=True).indices)
+    slot = (torch.arange(s, device=draws.device) - first.sum(-1, keepdim=True)).clamp(0, free.shape[-1] - 1)
+    return torch.where(counts > 0, drawn, free.gather(-1, slot)), counts
