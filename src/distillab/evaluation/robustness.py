@@ -9,7 +9,6 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from distillab.core.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.robustness import Attack, robust_accuracy
 
@@ -23,9 +22,3 @@ def robustness_report(
     """Add ``robust`` ({"clean": acc, "fgsm@0.1": acc, ...}) to each ``(role, metrics entry, model)``."""
     for _, entry, model in models:
         entry["robust"] = robust_accuracy(model, datamodule.eval_loader("test"), attacks, seed=cfg.seed)
-    if cfg.get("logger"):
-        logger = build(cfg.logger, "logger", version="robustness")
-        logger.log_metrics(
-            {f"robust/{role}/{key}": acc for role, entry, _ in models for key, acc in entry["robust"].items()}
-        )
-        logger.finalize("success")

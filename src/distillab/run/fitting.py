@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from distillab.callbacks import StepTimer
 from distillab.core.checkpoints import HashedCheckpointIO, resumable
 from distillab.core.config import build
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.modules.classifier import ClassifierModule
+from distillab.run.tracking import role_loggers
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def fit_and_test(
     receives the best validation score (what a hyper-parameter search optimises);
     ``throughput[role]`` the training steps' seconds per epoch and items (tokens) per second.
 
-    Checkpoints go to ``<run dir>/checkpoints/<role>/`` and TensorBoard to ``tensorboard/<role>/``.
+    Checkpoints go to ``<run dir>/checkpoints/<role>/``; each logger of ``cfg.logger`` tracks the
+    model as its own run (TensorBoard under ``tensorboard/<role>/``; run/tracking.py).
     When ``checkpoints/<role>/last.ckpt`` is there already (a run resumed in its own folder),
     training continues from it: weights, optimizer, scheduler, epoch, pruning masks, RNG.
     """
@@ -55,15 +57,13 @@ def fit_and_test(
     ] + list(extra_callbacks)
     timer = StepTimer()
     callbacks.append(timer)
-    logger = build(cfg.logger, "logger", version=role) if cfg.get("logger") else False
-    if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    loggers = role_loggers(cfg, role)  # this model's own tracked run in each logger (run/tracking.py)
     trainer = build(
         cfg.trainer,
         "trainer",
         max_epochs=max_epochs,
         callbacks=callbacks,
-        logger=logger,
+        logger=loggers or False,
         default_root_dir=str(run_dir),
         plugins=[HashedCheckpointIO()],
     )

@@ -28,6 +28,7 @@ from distillab.run.references import provide_teachers, text_baseline
 from distillab.run.resume import plan_resume
 from distillab.run.students import test_cut, train_baseline, train_student
 from distillab.run.tally import Tally
+from distillab.run.tracking import record_final
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     measured = measure(plan, RunModels.of(plan, metrics, student, baseline, compressed), tally)
     metrics.reference_acc, metrics.retention, metrics.param_ratio = measured.retention_figures()
     metrics.language_model, metrics.compression = measured.language_model, measured.compression
+    metrics.hf_export = measured.hf_export
     metrics.seconds["total"] = round(time.perf_counter() - started, 2)
     metrics.objective = objective(metrics, plan)
+    if rank0:
+        record_final(cfg, metrics)  # each model's final metrics into its tracked runs
 
     finish(metrics, run_dir, job_dir, overrides or [], rank0)
     return metrics
