@@ -22,8 +22,9 @@ mkdir "$work/elsewhere"
 cd "$work/elsewhere"
 "$work/venv/bin/distillab" --help >/dev/null
 "$work/venv/bin/distillab-summarize" --help >/dev/null
+"$work/venv/bin/distillab-export" --help >/dev/null
 "$work/venv/bin/distillab" experiment=digits_kd teacher.max_epochs=1 trainer.max_epochs=1 logger=none \
   compression.report=false hydra.run.dir="$work/elsewhere/run" >"$work/run.log" 2>&1 \
   || { tail -n 30 "$work/run.log" >&2; exit 1; }
 [ -s "$work/elsewhere/run/metrics.json" ] || { echo "check_wheel: the run wrote no metrics.json" >&2; exit 1; }
-echo "check_wheel: installed wheel ran distillab --help, distillab-summarize --help and a one-epoch digits run from $PWD"
+echo "check_wheel: installed wheel ran distillab --help, distillab-summarize --help, distillab-export --help and a one-epoch digits run from $PWD"

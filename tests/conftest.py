@@ -35,7 +35,7 @@ def config_error_key(make) -> str:
 
 def stored_teachers(teachers_dir: Path) -> list[Path]:
     """Teacher entries of a store (its cached outputs live beside them, under outputs/)."""
-    return [p for p in teachers_dir.iterdir() if (p / "weights.pt").is_file()]
+    return [p for p in teachers_dir.iterdir() if (p / "weights.safetensors").is_file()]
 
 
 def cached_outputs(teachers_dir: Path) -> list[Path]:

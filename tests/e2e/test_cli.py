@@ -52,7 +52,7 @@ def test_same_seed_same_metrics_and_damaged_store_entry_is_retrained(cli, tmp_pa
     first = cli("experiment=digits_kd", "baseline=false")
     assert first.returncode == 0, first.stderr[-3000:]
     key = first.metrics["teacher"]["store_key"]
-    weights = tmp_path / "teachers" / key / "weights.pt"
+    weights = tmp_path / "teachers" / key / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a run killed while writing, or a bad disk
 
     second = cli("experiment=digits_kd", "baseline=false")
@@ -153,4 +153,4 @@ def test_bad_input_is_a_config_error_before_training(tmp_path, error_files, row)
     assert error_of(row.overrides, tmp_path, error_files) == row.message, (
         f"docs/errors.md row {row.number}: if the new message is right, run tests/errors_table.py --update"
     )
-    assert not list(tmp_path.rglob("weights.pt")), "nothing may be trained or stored before the config is checked"
+    assert not list(tmp_path.rglob("weights.*")), "nothing may be trained or stored before the config is checked"

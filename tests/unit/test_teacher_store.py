@@ -31,8 +31,8 @@ def test_damaged_entry_is_removed(tmp_path, tiny_vit, damage):
     store = TeacherStore(tmp_path)
     entry = store.save("k", tiny_vit(), {}, {"test": {}})
     if damage == "truncate_weights":
-        data = (entry / "weights.pt").read_bytes()
-        (entry / "weights.pt").write_bytes(data[: len(data) // 2])
+        data = (entry / "weights.safetensors").read_bytes()
+        (entry / "weights.safetensors").write_bytes(data[: len(data) // 2])
     else:
         (entry / "manifest.json").unlink()
     assert store.lookup("k") is None

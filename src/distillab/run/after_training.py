@@ -1,16 +1,26 @@
 """After training: the student compressed (pruned, quantized, exported), then every model of the
 run measured beyond its test metrics: per domain, under attack, and in the compression or
-language-model report."""
+language-model report; last, the final student saved as a Hugging Face folder."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import astuple, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from distillab.core.config import ConfigError
+from distillab.core.distributed import global_rank
+from distillab.evaluation.compression import example_inputs
 from distillab.evaluation.domains import accuracy_by_domain
 from distillab.evaluation.lm_report import language_model_report
 from distillab.evaluation.robustness import robustness_report
+from distillab.export.hf import export_hf
+from distillab.export.hf_tokenizer import label_names_of, tokenizer_of
+from distillab.export.model_card import CardFacts, run_command
 from distillab.models.output import TransformerClassifier
 from distillab.modules import ClassifierModule
 from distillab.run.compress import Compressed, compress, compression_report
@@ -21,6 +31,8 @@ from distillab.run.plan import RunPlan
 from distillab.run.references import Retention, retention
 from distillab.run.students import StudentResult, Trained
 from distillab.run.tally import Tally
+
+log = logging.getLogger(__name__)
 
 
 def test_model(plan: RunPlan, model: TransformerClassifier) -> TestMetrics:
@@ -72,6 +84,7 @@ class Measured:
     retention: Retention | None  # with a teacher and a student
     language_model: dict[str, dict[str, Any]] | None = None  # language models: the LM report
     compression: dict[str, dict[str, Any]] | None = None  # classifiers with a student: the compression report
+    hf_export: dict[str, Any] | None = None  # compression.hf: the folder written (HFExport), or why not
 
     def retention_figures(self) -> tuple[float | None, float | None, float | None]:
         """(reference_acc, retention, param_ratio), None each without a teacher and a student."""
@@ -80,7 +93,8 @@ class Measured:
 
 def measure(plan: RunPlan, models: RunModels, tally: Tally) -> Measured:
     """Each model's ``test_by_domain`` (data with domains) and ``robust`` (robustness.attacks)
-    added to its entry; the student's retention; the language-model or the compression report."""
+    added to its entry; the student's retention; the language-model or the compression report;
+    then (``compression.hf``, rank 0) the final student's Hugging Face folder."""
     datamodule = plan.datamodule
     if datamodule.num_domains > 1:
         for _, entry, model in models.all():
@@ -95,7 +109,43 @@ def measure(plan: RunPlan, models: RunModels, tally: Tally) -> Measured:
             measured.language_model = lm_report(plan, models, tally)
     elif plan.wants_student and plan.cfg.compression.report:
         measured.compression = compression_rows(plan, models, measured.retention_figures()[0])
+    if plan.compression.hf and global_rank() == 0:
+        with tally.timed("hf_export"):
+            measured.hf_export = export_final_student(plan, models, measured)
     return measured
+
+
+def final_student(models: RunModels) -> str | None:
+    """The role of the run's final student: the pruned student, else the student, else (a
+    stage=baseline run) the baseline; None without one (stage=teacher)."""
+    pruned = models.trained.get("pruned")
+    if pruned is not None and pruned[0].get("target") == "student":
+        return "pruned"
+    return next((role for role in ("student", "baseline") if role in models.trained), None)
+
+
+def export_final_student(plan: RunPlan, models: RunModels, measured: Measured) -> dict[str, Any] | None:
+    """The final student as ``<run>/export/<role>/`` (export/hf.py), its card written from what
+    metrics.json will hold. A student no transformers config describes is said in one warning
+    line and the run goes on: its checkpoints and ONNX are still there."""
+    role = final_student(models)
+    if role is None:
+        return None
+    entry, model = models.trained[role]
+    run_dir, data = Path(plan.cfg.paths.output_dir), plan.datamodule
+    figures = dict(zip(("reference_acc", "retention", "param_ratio"), measured.retention_figures()))
+    metrics = {"teachers": [e for e, _ in models.teachers], role: entry, **figures}
+    config = OmegaConf.to_container(plan.cfg, resolve=True)
+    card = CardFacts(role, str(run_dir), metrics, config, run_command(run_dir))
+    try:
+        done = export_hf(
+            model, run_dir / "export" / role, tokenizer_of(data), label_names_of(data), card, example_inputs(data, 2)
+        )
+    except ConfigError as err:
+        log.warning("the final student (%s) is not saved as a Hugging Face folder: %s", role, err.allowed)
+        return {"role": role, "skipped": err.allowed}
+    log.info("saved the final student (%s) as a Hugging Face folder: %s (%s)", role, done.path, done.auto_class)
+    return {"role": role, **done.as_dict()}
 
 
 def lm_report(plan: RunPlan, models: RunModels, tally: Tally) -> dict[str, dict[str, Any]]:

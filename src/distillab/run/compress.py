@@ -3,6 +3,9 @@
     trained student ──prune──> pruned ──recovery epochs of distillation──> pruned'
         ──make masks permanent──> int8 (dynamic, Linear layers) ──> ONNX (+ onnxruntime check)
 
+(``compression.hf``, the final student as a Hugging Face folder, is written once every model
+is measured: run/after_training.py.)
+
 Every model on the way gets a row in the compression report: parameters, non-zero
 parameters, size on disk (dense state dict, and zlib-compressed), CPU latency at batch 1
 and 64, test accuracy and retention of the teacher's accuracy.
@@ -42,6 +45,7 @@ class CompressionPlan:
     pruning: PruningStep | GradualPruning | None
     quantize: str
     onnx: bool
+    hf: bool = True  # compression.hf: the final student saved as a Hugging Face folder
 
     @property
     def gradual(self) -> GradualPruning | None:
@@ -69,13 +73,14 @@ def plan_compression(cfg: DictConfig) -> CompressionPlan:
         raise ConfigError("pruning", cfg.pruning.get("_target_"), "must build a pruning step or GradualPruning")
     quantize = check_choice("compression.quantize", cfg.compression.quantize, ("none", "int8"))
     onnx = check_choice("compression.onnx", cfg.compression.onnx, (True, False))
+    hf = check_choice("compression.hf", cfg.compression.hf, (True, False))
     if cfg.stage not in ("all", "distill") and (pruning is not None or quantize != "none" or onnx):
         raise ConfigError(
             "stage",
             cfg.stage,
             "pruning, compression.quantize and compression.onnx need a student: use stage=all or distill",
         )
-    return CompressionPlan(pruning, quantize, onnx)
+    return CompressionPlan(pruning, quantize, onnx, hf)
 
 
 def compress(
@@ -148,15 +153,4 @@ def compression_report(
     for row in rows.values():
         row.pop("name")
     add_speedups(rows, next(iter(rows)))  # relative to the first row: the teacher, in pipeline order
-    if cfg.get("logger"):
-        logger = build(cfg.logger, "logger", version="compression")
-        logger.log_metrics(
-            {
-                f"compression/{name}/{k}": float(v)
-                for name, row in rows.items()
-                for k, v in row.items()
-                if isinstance(v, (int, float))
-            }
-        )
-        logger.finalize("success")
     return rows

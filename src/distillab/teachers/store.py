@@ -5,7 +5,11 @@ its training config, the seed), so a sweep over student or loss settings trains 
 teacher once and every later run that asks for the same teacher reuses it.
 
 An entry is written into a temporary folder and renamed into place only when complete;
-``manifest.json`` (written last) holds the SHA-256 of the weights. The same helpers keep
+``manifest.json`` (written last) holds the SHA-256 of the weights. The weights are a
+safetensors file (``weights.safetensors``: tensors and nothing else, so loading one runs no
+code, like ``torch.load(weights_only=True)``); entries written before hold a ``weights.pt``
+and are still read, with ``weights_only=True``. Tied tensors (a language model's embedding
+and LM head are one tensor under two names) are stored once and named again on load. The same helpers keep
 the teachers' cached outputs (teachers/cache.py) under ``<teachers_dir>/outputs/``. An entry without a
 manifest, or whose weights do not match it, is treated as absent, removed and retrained.
 """
@@ -19,14 +23,54 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
 
 from distillab.core.config import ConfigError
 from distillab.core.entries import atomic_entry, file_lock, verify_entry
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = "weights.pt"
+WEIGHTS = "weights.safetensors"
+LEGACY_WEIGHTS = "weights.pt"  # entries written before the store used safetensors
+TIED = "tied"  # safetensors metadata: {name stored once: ..., name left out: name stored}
+
+
+def save_weights(state: dict[str, Tensor], path: Path) -> None:
+    """``state`` as a safetensors file. A tensor that is another name's (same storage, offset,
+    shape and strides: tied weights) is left out and recorded under the metadata key ``tied``;
+    one that only overlaps another's storage is copied (safetensors stores no shared memory)."""
+    kept: dict[str, Tensor] = {}
+    tied: dict[str, str] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    storages: set[int] = set()
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage().data_ptr()
+        ident = (storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        if ident in seen:
+            tied[name] = seen[ident]
+            continue
+        seen[ident] = name
+        kept[name] = tensor.clone() if storage in storages else tensor.contiguous()
+        storages.add(storage)
+    save_file(kept, path, metadata={TIED: json.dumps(tied)})
+
+
+def load_weights(path: Path) -> dict[str, Tensor]:
+    """A state dict from :func:`save_weights`' file, tied names pointing at their tensor again."""
+    state = load_file(path, device="cpu")
+    with safe_open(path, framework="pt") as f:
+        tied = json.loads((f.metadata() or {}).get(TIED, "{}"))
+    for name, source in tied.items():
+        state[name] = state[source]
+    return state
+
+
+def weights_file(entry: Path) -> Path | None:
+    """The entry's weights: safetensors, else an older entry's weights.pt; None if neither."""
+    return next((entry / name for name in (WEIGHTS, LEGACY_WEIGHTS) if (entry / name).is_file()), None)
 
 
 class TeacherStore:
@@ -55,14 +99,14 @@ class TeacherStore:
     @staticmethod
     def _verify(entry: Path) -> str | None:
         problem = verify_entry(entry)
-        if problem is None and not (entry / WEIGHTS).is_file():
+        if problem is None and weights_file(entry) is None:
             problem = "incomplete (no weights)"
         return problem
 
     def save(self, key: str, model: nn.Module, config: dict[str, Any], metrics: dict[str, Any]) -> Path:
         """Write the entry atomically: build it in a temporary folder, then rename it."""
         with atomic_entry(self.root, key, checked=(WEIGHTS,)) as tmp:
-            torch.save(model.state_dict(), tmp / WEIGHTS)
+            save_weights(model.state_dict(), tmp / WEIGHTS)
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         return self.path(key)
@@ -72,7 +116,8 @@ class TeacherStore:
 
 
 def load_teacher_weights(model: nn.Module, path: str | Path, key: str = "teacher.ckpt_path") -> None:
-    """Load teacher weights from a store entry, a weights file, or a Lightning ``.ckpt``.
+    """Load teacher weights from a store entry, a weights file (``.safetensors``, or a
+    ``torch.save``d state dict read with ``weights_only=True``), or a Lightning ``.ckpt``.
 
     A Lightning checkpoint of a ClassifierModule holds the model under ``model.``.
     """
@@ -81,11 +126,14 @@ def load_teacher_weights(model: nn.Module, path: str | Path, key: str = "teacher
         problem = TeacherStore._verify(path)
         if problem:
             raise ConfigError(key, str(path), f"is a teacher store folder that is {problem}")
-        path = path / WEIGHTS
+        path = weights_file(path) or path / WEIGHTS
     if not path.is_file():
         raise ConfigError(key, str(path), "no such file: give a .ckpt, a weights.pt or a teacher store folder")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=path.suffix != ".ckpt")
+        if path.suffix == ".safetensors":
+            state = load_weights(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=path.suffix != ".ckpt")
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
         raise ConfigError(key, str(path), f"is not a readable checkpoint ({type(err).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state:
