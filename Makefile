@@ -46,7 +46,7 @@ package: setup
 	PYTHON=$(BIN)/python TORCH="$(TORCH)" bash scripts/check_wheel.sh
 
 test: setup data lint package
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 clean:
 	rm -rf outputs multirun lightning_logs .pytest_cache
