@@ -13,6 +13,7 @@ stop with the message of its last column. Placeholders stand for what differs be
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import sys
@@ -37,6 +38,7 @@ FILES = {  # placeholder: what make_files writes there
     "<lightning_ckpt_3_classes>": "the same weights as a Lightning .ckpt (under state_dict, model.*)",
     "<student_weights>": "weights.pt of the demo's student (vit_digits_tiny): another architecture",
     "<truncated_weights>": "the first 100 bytes of a weights.pt",
+    "<sst2_jsonl>": "a folder of SST-2-like rows as JSON Lines: train.jsonl, test.jsonl (8 rows each), empty.jsonl",
 }
 
 
@@ -136,6 +138,12 @@ def make_files(folder: Path) -> dict[str, Path]:
     torch.save(student.state_dict(), files["<student_weights>"])
     files["<truncated_weights>"] = files["<truncated_weights>"].with_suffix(".pt")
     files["<truncated_weights>"].write_bytes(files["<ckpt_3_classes>"].read_bytes()[:100])
+    files["<sst2_jsonl>"].mkdir()
+    words = "fine dull great awful good bad neat poor".split()
+    rows = "".join(json.dumps({"sentence": f"a {w} film", "label": i % 2}) + "\n" for i, w in enumerate(words))
+    for name in ("train", "test"):
+        (files["<sst2_jsonl>"] / f"{name}.jsonl").write_text(rows)
+    (files["<sst2_jsonl>"] / "empty.jsonl").write_text("")
     return files
 
 

@@ -73,7 +73,7 @@ class RunMetrics:
     teacher_cache: dict[str, Any] | None = None  # TeacherOutputCache.summary()
     bow_baseline: dict[str, Any] | None = None  # bag-of-words logistic regression: test, val_acc, features
     onnx: dict[str, Any] | None = None  # path, top1_agreement, max_abs_diff, samples
-    hf_export: dict[str, Any] | None = None  # compression.hf: role, path, auto_class, max_abs_diff, shape, files; or skipped
+    hf_export: dict[str, Any] | None = None  # compression.hf: the folder written, or why not
     compression: dict[str, dict[str, Any]] | None = None  # a row per model: sizes, latency, speed-up
     language_model: dict[str, dict[str, Any]] | None = None  # per role: agreement, train_tokens_per_s, generations
     reference_acc: float | None = None  # the teacher accuracy retention is measured against

@@ -20,6 +20,7 @@ from distillab.core.distributed import global_rank, is_distributed
 from distillab.core.keys import teacher_key
 from distillab.data.abilities import ImageData
 from distillab.data.images.augment import random_shift
+from distillab.data.row_identity import NO_IDENTITY, DataIdentity, data_identity
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import weights_hash
@@ -109,12 +110,14 @@ def teacher_attack(cfg: DictConfig) -> Any:
     return build(node, "teacher.attack") if node else None
 
 
-def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None = None) -> str:
-    """Hash of everything that determines a trained teacher (``data_fingerprint``: what the
-    data config does not say, e.g. the trained tokenizer's hash)."""
+def store_key(cfg: DictConfig, spec: TeacherSpec, identity: DataIdentity = NO_IDENTITY) -> str:
+    """Hash of everything that determines a trained teacher (``identity``: what the data config
+    does not say, e.g. the trained tokenizer's hash and the rows read, and the data keys that
+    only say where those rows are, left out so that the same rows in any file give one key)."""
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in TEACHER_KEYS_IGNORED}
-    data = {k: v for k, v in plain(cfg.data).items() if k not in DATA_KEYS_IGNORED}
+    ignored = (*DATA_KEYS_IGNORED, *identity.location_keys)
+    data = {k: v for k, v in plain(cfg.data).items() if k not in ignored}
     trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
     pretrained = spec.node.get("pretrained")
     with section(f"{spec.key}.pretrained"):  # fine-tuned from a folder: its weights are part of the teacher
@@ -128,7 +131,7 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, data_fingerprint: str | None =
             "trainer": trainer,
             "seed": spec.seed,
             "domain": spec.domain,
-            "data_fingerprint": data_fingerprint,
+            "data_fingerprint": identity.fingerprint,
             **({"pretrained_weights": weights} if weights else {}),
         }
     )
@@ -159,7 +162,7 @@ def provide_teacher(
         source, key = "checkpoint", None
         test = test_only(ClassifierModule(model, num_classes, task=datamodule.task), cfg, data)
     else:
-        store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, datamodule.fingerprint())
+        store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, data_identity(datamodule))
         # Parallel jobs of a sweep that need this teacher: the first trains it, the others wait
         # here and reuse it. DDP ranks train it together (no lock: the ranks must meet in fit)
         # and only rank 0 writes it.

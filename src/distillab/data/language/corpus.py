@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 from distillab.core.config import ConfigError
+from distillab.data.row_files import DELIMITERS, read_rows, reads_rows
+from distillab.data.text.row_pairs import column_name
 from distillab.data.text.table import Column, read_table
 
 
@@ -20,17 +22,24 @@ def read_corpus_texts(
     column: Column | None = None,
     header: bool | None = None,
     delimiter: str | None = None,
+    format: str | None = None,
     *,
     key: str = "path",
+    column_key: str = "column",
 ) -> list[str]:
     """The documents of ``path``, stripped, blank ones left out.
 
-    ``column=None``: a plain-text file, one document a line. Otherwise a column of a TSV/CSV
-    file, read as :func:`distillab.data.text.table.read_table` reads it: a header name
-    (``sst2/train.tsv``: ``"sentence"``) or a 0-based index (``agnews/*.tsv`` has no header:
-    ``0``). ``header`` defaults to whether ``column`` is a name.
+    Rows (a ``.jsonl``/``.json``/``.parquet`` file or a ``save_to_disk`` folder, by ``format`` or
+    the suffix; :mod:`distillab.data.row_files`): the text of ``column`` (a name or an index into
+    the columns), which they need; a null value is a blank document. ``column=None``: a plain-text
+    file, one document a line. Otherwise a column of a TSV/CSV file, read as
+    :func:`distillab.data.text.table.read_table` reads it: a header name (``sst2/train.tsv``:
+    ``"sentence"``) or a 0-based index (``agnews/*.tsv`` has no header: ``0``). ``header``
+    defaults to whether ``column`` is a name. ``key`` and ``column_key`` name the config keys.
     """
-    if column is None:
+    if Path(path).expanduser().exists() and reads_rows(Path(path).expanduser(), format):
+        texts = _row_texts(Path(path).expanduser().resolve(), column, format, key, column_key)
+    elif column is None:
         path = Path(path).expanduser().resolve()
         if not path.is_file():
             raise ConfigError(key, str(path), "no such file")
@@ -42,10 +51,28 @@ def read_corpus_texts(
     else:
         if header is None:
             header = isinstance(column, str)
+        if delimiter is None and format is not None:
+            delimiter = DELIMITERS[format]
         texts, _ = read_table(path, column, column, header, delimiter, key=key)
     texts = [text for text in texts if text]
     if not texts:
         raise ConfigError(key, str(path), "has no non-blank documents")
+    return texts
+
+
+def _row_texts(path: Path, column: Column | None, format: str | None, key: str, column_key: str) -> list[str]:
+    rows = read_rows(path, key, format)
+    if column is None:
+        raise ConfigError(
+            column_key, None, f"{path} holds rows: name the column of documents (its columns: {', '.join(rows[0])})"
+        )
+    name = column_name(column_key, column, rows, path)
+    texts = []
+    for i, row in enumerate(rows):
+        value = row[name]
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(key, str(path), f"row {i}: {name} is {value!r}, not text")
+        texts.append((value or "").strip())
     return texts
 
 

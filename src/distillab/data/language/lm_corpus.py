@@ -33,9 +33,12 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int, check_number
+from distillab.core.keys import texts_key
 from distillab.data.abilities import TakesTokenizer
 from distillab.data.language.bpe import EOS_TOKEN, check_vocab_size, train_bpe
 from distillab.data.language.corpus import pack_blocks, read_corpus_texts
+from distillab.data.row_files import check_format, check_saved_folder
+from distillab.data.row_identity import KeyedByRows
 from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
 from distillab.data.text.table import Column
 from distillab.data.tokenizer import tokenizer_hash
@@ -43,21 +46,24 @@ from distillab.data.tokenizer import tokenizer_hash
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-SOURCE_KEYS = ("path", "column", "header", "delimiter")
+SOURCE_KEYS = ("path", "column", "header", "delimiter", "format")
 
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """One file of documents (see :func:`distillab.data.language.corpus.read_corpus_texts`)."""
+    """One file (or ``save_to_disk`` folder) of documents (see
+    :func:`distillab.data.language.corpus.read_corpus_texts`)."""
 
     path: Path
     column: Column | None = None
     header: bool | None = None
     delimiter: str | None = None
+    format: str | None = None
 
 
 def check_source(i: int, source: Any) -> CorpusSource:
-    """``sources[i]`` checked: a mapping of the known keys, an existing file, well-formed columns."""
+    """``sources[i]`` checked: a mapping of the known keys, an existing file (or ``save_to_disk``
+    folder), well-formed columns, a known format."""
     key = f"sources[{i}]"
     if isinstance(source, DictConfig):
         source = OmegaConf.to_container(source, resolve=True)
@@ -70,8 +76,11 @@ def check_source(i: int, source: Any) -> CorpusSource:
             )
     path, column = source.get("path"), source.get("column")
     header, delimiter = source.get("header"), source.get("delimiter")
-    if not isinstance(path, (str, Path)) or not str(path) or not Path(path).expanduser().is_file():
+    if isinstance(path, (str, Path)) and str(path) and Path(path).expanduser().is_dir():
+        check_saved_folder(f"{key}.path", Path(path).expanduser().resolve())
+    elif not isinstance(path, (str, Path)) or not str(path) or not Path(path).expanduser().is_file():
         raise ConfigError(f"{key}.path", path, "no such file")
+    format = check_format(f"{key}.format", source.get("format"))
     if (
         column is not None
         and not (isinstance(column, str) and column)
@@ -95,7 +104,7 @@ def check_source(i: int, source: Any) -> CorpusSource:
         raise ConfigError(
             f"{key}.delimiter", delimiter, "must be one character, or null for tab in .tsv/.txt and comma in .csv"
         )
-    return CorpusSource(Path(path).expanduser().resolve(), column, header, delimiter)
+    return CorpusSource(Path(path).expanduser().resolve(), column, header, delimiter, format)
 
 
 def pretrained_eos(tokenizer_file: Path) -> str:
@@ -128,8 +137,11 @@ def load_pretrained_tokenizer(tokenizer_file: Path) -> tuple[Tokenizer, int]:
     return tokenizer, eos_id
 
 
-class CorpusDataModule(TensorDataModule, TakesTokenizer):
+class CorpusDataModule(TensorDataModule, TakesTokenizer, KeyedByRows):
     """Next-token prediction on the documents of ``sources``; see the module docstring."""
+
+    # The documents, in read order, are what the store key hashes (rows_fingerprint).
+    location_keys = ("sources",)
 
     task = "language_model"
     dynamic_padding = False  # every block is full: nothing to trim
@@ -152,7 +164,9 @@ class CorpusDataModule(TensorDataModule, TakesTokenizer):
         if isinstance(sources, ListConfig):
             sources = list(sources)
         if isinstance(sources, (str, bytes, Mapping)) or not isinstance(sources, Sequence) or not sources:
-            raise ConfigError("sources", sources, "must be a non-empty list of {path, column, header, delimiter}")
+            raise ConfigError(
+                "sources", sources, "must be a non-empty list of {path, column, header, delimiter, format}"
+            )
         self.sources = tuple(check_source(i, source) for i, source in enumerate(sources))
         self.vocab_size = check_vocab_size(vocab_size)
         # 2 at least: a block of one input token would hold no context to predict from.
@@ -218,8 +232,17 @@ class CorpusDataModule(TensorDataModule, TakesTokenizer):
         texts = [
             text
             for i, s in enumerate(self.sources)
-            for text in read_corpus_texts(s.path, s.column, s.header, s.delimiter, key=f"sources[{i}].path")
+            for text in read_corpus_texts(
+                s.path,
+                s.column,
+                s.header,
+                s.delimiter,
+                s.format,
+                key=f"sources[{i}].path",
+                column_key=f"sources[{i}].column",
+            )
         ]
+        self.rows_key = texts_key("corpus", texts)  # the split is a function of these and split_seed
         index = self.split_documents(len(texts))
         docs = {split: [texts[i] for i in index[split].tolist()] for split in SPLITS}
         tokenizer, eos_id = self.load_tokenizer(docs["train"])
@@ -292,3 +315,7 @@ class CorpusDataModule(TensorDataModule, TakesTokenizer):
     def fingerprint(self) -> str | None:
         self.setup()
         return tokenizer_hash(self.tokenizer)
+
+    def rows_fingerprint(self) -> str:
+        self.setup()
+        return self.rows_key

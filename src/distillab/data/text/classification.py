@@ -1,7 +1,9 @@
-"""Text classification from TSV/CSV files, tokenized by a WordPiece vocabulary trained here.
+"""Text classification from files, tokenized by a WordPiece vocabulary trained here.
 
 One data set is three files in ``data_dir`` (``val_file: null`` carves a stratified
-``val_fraction`` off the training file with ``split_seed``). Labels are strings in the files;
+``val_fraction`` off the training file with ``split_seed``): TSV/CSV, ``.jsonl``/``.json``,
+``.parquet`` or ``save_to_disk`` folders, by suffix or ``format``; or one ``DatasetDict`` folder
+(``load_from_disk``). The same rows give the same splits and teacher store key in every format. Labels are strings in the files;
 their ids follow ``labels`` when given, else the sorted training labels. The tokenizer is
 trained on the training split (before ``max_train_samples`` subsets it, so the vocabulary
 does not change with the subset size) and stored in ``tokenizer_dir`` for every later run.
@@ -18,7 +20,14 @@ from typing import Any
 
 from torch import Tensor
 
-from distillab.data.text.files import SPLIT_FILES, read_text_splits, subset_train, text_files
+from distillab.data.text.files import (
+    LOCATION_KEYS,
+    SPLIT_FILES,
+    read_text_splits,
+    splits_fingerprint,
+    subset_train,
+    text_files,
+)
 from distillab.data.text.table import Column
 from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits
 from distillab.data.text.unlabelled import check_unlabelled, read_lines, with_unlabelled
@@ -27,13 +36,15 @@ log = logging.getLogger(__name__)
 
 
 class TextClassificationDataModule(TokenizedTextDataModule):
-    """One text classification data set from TSV/CSV files; see the module docstring."""
+    """One text classification data set from files; see the module docstring."""
+
+    location_keys = LOCATION_KEYS
 
     def __init__(
         self,
-        data_dir: str,
-        train_file: str,
-        test_file: str,
+        data_dir: str | None = None,
+        train_file: str | None = None,
+        test_file: str | None = None,
         val_file: str | None = None,
         text_column: Column = 0,
         label_column: Column = 1,
@@ -53,6 +64,8 @@ class TextClassificationDataModule(TokenizedTextDataModule):
         labelled_fraction: float = 1.0,
         label_seed: int = 0,
         unlabelled: str | None = None,
+        format: str | None = None,
+        load_from_disk: str | None = None,
     ):
         super().__init__(batch_size, eval_batch_size, num_workers)
         self.keep_labels(labelled_fraction, label_seed)
@@ -68,6 +81,8 @@ class TextClassificationDataModule(TokenizedTextDataModule):
             delimiter,
             labels,
             max_train_samples,
+            format,
+            load_from_disk,
         )
         self.keep_text_knobs(val_fraction, split_seed, max_length, vocab_size, lowercase, tokenizer_dir)
 
@@ -75,6 +90,7 @@ class TextClassificationDataModule(TokenizedTextDataModule):
         raw = read_text_splits(self.files, self.val_fraction, self.split_seed)
         self.tokenizer = self.load_tokenizer(raw.texts["train"])
         raw = subset_train(raw, self.files.max_train_samples, self.split_seed)
+        self.rows_key = splits_fingerprint(raw)  # before the unlabelled rows: the teacher never sees them
         extras: dict[str, dict[str, Tensor]] = {split: {} for split in SPLIT_FILES}
         if self.unlabelled is not None:
             raw, extras["train"]["has_label"] = with_unlabelled(raw, read_lines(self.unlabelled))

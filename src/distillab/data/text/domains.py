@@ -2,7 +2,7 @@
 
 ``domains`` maps a name to the per-file keys of :class:`TextClassificationDataModule`
 (``data_dir``, ``train_file``, ``val_file``, ``test_file``, ``text_column``, ``label_column``,
-``header``, ``delimiter``, ``labels``, ``max_train_samples``). Label spaces are kept apart:
+``header``, ``delimiter``, ``labels``, ``max_train_samples``, ``format``, ``load_from_disk``). Label spaces are kept apart:
 domain ``sst2``'s label ``1`` becomes ``"sst2:1"``, and each domain's ids follow the
 previous domain's, so a teacher of one domain never shares a class with another's. One
 WordPiece vocabulary is trained on all domains' training texts. Every split is the domains'
@@ -26,6 +26,7 @@ from distillab.data.text.files import (
     TextFiles,
     TextSplits,
     read_text_splits,
+    splits_fingerprint,
     subset_train,
     text_files,
 )
@@ -78,7 +79,10 @@ def join_domains(parts: Mapping[str, TextSplits]) -> tuple[TextSplits, dict[str,
 
 
 class TextDomainsDataModule(TokenizedTextDataModule):
-    """Several TSV/CSV text data sets, one domain each, sharing one tokenizer."""
+    """Several text data sets, one domain each, sharing one tokenizer."""
+
+    # Each domain's file keys, labels and subset: all in the joined rows the store key hashes.
+    location_keys = ("domains",)
 
     def __init__(
         self,
@@ -121,6 +125,7 @@ class TextDomainsDataModule(TokenizedTextDataModule):
             with section(f"domains.{name}"):
                 raw[name] = subset_train(raw[name], files.max_train_samples, self.split_seed)
         joined, domain_ids = join_domains(raw)
+        self.rows_key = splits_fingerprint(joined)  # domain d's labels are offset: the ids say the domain
         self.texts, self.label_names, self.num_classes = joined.texts, joined.label_names, len(joined.label_names)
         inputs = tokenize_splits(joined.texts, self.tokenizer, self.max_length)
         log.info(

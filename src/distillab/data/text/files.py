@@ -1,7 +1,11 @@
 """One text classification data set's files: where its splits are, how to read them, and
 their texts and label ids.
 
-Labels are strings in the files; their ids follow ``labels`` when given, else the sorted
+A split is a file in ``data_dir`` read by its suffix (``.tsv``/``.txt``/``.csv``: delimited
+text with ``header`` and ``delimiter``; ``.jsonl``/``.json``/``.parquet``: rows), or by
+``format`` for every file; a ``save_to_disk`` folder is a split too. ``load_from_disk`` (a
+``DatasetDict`` folder) gives all three splits at once: its ``train``, ``validation`` (or
+``val``) and ``test``. Labels are strings in the files; their ids follow ``labels`` when given, else the sorted
 training labels. ``val_file: null`` carves a stratified ``val_fraction`` off the training file
 with ``split_seed``. These functions are shared by one data set
 (:mod:`distillab.data.text.classification`) and several side by side
@@ -20,20 +24,40 @@ import torch
 from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int, check_number
+from distillab.core.keys import content_key, tensors_digest, texts_key
+from distillab.data.row_files import check_format, check_saved_folder, reads_rows, saved_splits
 from distillab.data.split import stratified_pick
-from distillab.data.text.table import Column, read_table
+from distillab.data.text.row_pairs import read_pairs
+from distillab.data.text.table import Column
 
 SPLIT_FILES = {"train": "train_file", "val": "val_file", "test": "test_file"}
+# The split names of a DatasetDict read with load_from_disk (validation: datasets' own name).
+SAVED_SPLITS = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}
+# The keys that say where the rows are and how to parse them: the store key hashes the rows
+# read instead (distillab.data.row_identity), so they do not enter it.
+LOCATION_KEYS = (
+    "data_dir",
+    "train_file",
+    "val_file",
+    "test_file",
+    "text_column",
+    "label_column",
+    "header",
+    "delimiter",
+    "format",
+    "load_from_disk",
+)
 
 
 @dataclass(frozen=True)
 class TextFiles:
     """Where one data set's splits are and how to read them: the per-data-set config keys,
-    checked by :func:`text_files` (``data_dir`` is then an absolute Path)."""
+    checked by :func:`text_files` (``data_dir`` is then an absolute Path; with
+    ``load_from_disk``, that folder, and the file keys its split folders)."""
 
-    data_dir: Path
-    train_file: str
-    test_file: str
+    data_dir: Path | None = None
+    train_file: str | None = None
+    test_file: str | None = None
     val_file: str | None = None
     text_column: Column = 0
     label_column: Column = 1
@@ -41,9 +65,15 @@ class TextFiles:
     delimiter: str | None = None
     labels: tuple[str, ...] | None = None
     max_train_samples: int | None = None
+    format: str | None = None
+    load_from_disk: str | None = None
 
     def path(self, split: str) -> Path:
         return self.data_dir / getattr(self, SPLIT_FILES[split])
+
+    def key(self, split: str) -> str:
+        """The config key an error about ``split``'s file names."""
+        return "load_from_disk" if self.load_from_disk is not None else SPLIT_FILES[split]
 
 
 @dataclass(frozen=True)
@@ -73,23 +103,68 @@ def text_files(*args: Any, **keys: Any) -> TextFiles:
     """The per-data-set knobs (the fields of :class:`TextFiles`, by position or name, as a
     config gives them), checked: the files exist, columns and labels are well-formed."""
     given = TextFiles(*args, **keys)
-    root = _check_files(given)
+    format = check_format("format", given.format)
+    if given.load_from_disk is not None:
+        given = _saved_dataset_files(given)
+    checked = replace(given, data_dir=_check_files(given), format=format)
     header = check_bool("header", given.header)
-    return TextFiles(
-        root,
-        given.train_file,
-        given.test_file,
-        given.val_file,
-        *_check_columns(given.text_column, given.label_column, header),
-        header,
-        _check_delimiter(given.delimiter),
-        _check_labels(given.labels),
-        None if given.max_train_samples is None else check_int("max_train_samples", given.max_train_samples, low=1),
+    # header applies to delimited text only: rows always have named columns.
+    delimited = any(not reads_rows(checked.path(split), format) for split in _given_splits(checked))
+    text_column, label_column = _check_columns(given.text_column, given.label_column, header, delimited)
+    return replace(
+        checked,
+        text_column=text_column,
+        label_column=label_column,
+        header=header,
+        delimiter=_check_delimiter(given.delimiter),
+        labels=_check_labels(given.labels),
+        max_train_samples=None
+        if given.max_train_samples is None
+        else check_int("max_train_samples", given.max_train_samples, low=1),
+    )
+
+
+def _given_splits(files: TextFiles) -> list[str]:
+    return [split for split, key in SPLIT_FILES.items() if getattr(files, key) is not None]
+
+
+def _saved_dataset_files(given: TextFiles) -> TextFiles:
+    """``given`` with ``data_dir`` the ``load_from_disk`` folder and each file key the name of its
+    split there (no validation split: None, val_fraction carves one)."""
+    value = given.load_from_disk
+    if not isinstance(value, (str, Path)) or not str(value) or not Path(value).expanduser().is_dir():
+        raise ConfigError(
+            "load_from_disk", value, "no such folder: give a folder written by datasets' DatasetDict.save_to_disk"
+        )
+    folder = Path(value).expanduser().resolve()
+    if not (folder / "dataset_dict.json").is_file():
+        check_saved_folder("load_from_disk", folder)  # not a saved dataset at all: says so
+        raise ConfigError(
+            "load_from_disk",
+            str(folder),
+            "holds one split (a Dataset): save a DatasetDict with train and test splits, "
+            "or give split folders as train_file / test_file",
+        )
+    splits = saved_splits("load_from_disk", folder)
+    found = {split: next((name for name in names if name in splits), None) for split, names in SAVED_SPLITS.items()}
+    if found["train"] is None or found["test"] is None:
+        raise ConfigError(
+            "load_from_disk",
+            str(folder),
+            f"has the splits {splits}: needs train and test (and validation or val, else val_fraction of train)",
+        )
+    return replace(
+        given,
+        data_dir=folder,
+        train_file=found["train"],
+        val_file=found["val"],
+        test_file=found["test"],
+        load_from_disk=str(folder),
     )
 
 
 def _check_files(given: TextFiles) -> Path:
-    """The absolute data folder, once it and the split files in it exist."""
+    """The absolute data folder, once it and the split files (or ``save_to_disk`` folders) in it exist."""
     data_dir = given.data_dir
     if not isinstance(data_dir, (str, Path)) or not Path(data_dir).expanduser().is_dir():
         raise ConfigError("data_dir", data_dir, "no such folder; point it at the folder holding the data files")
@@ -97,17 +172,20 @@ def _check_files(given: TextFiles) -> Path:
     for key, name in (("train_file", given.train_file), ("test_file", given.test_file), ("val_file", given.val_file)):
         if key == "val_file" and name is None:
             continue
-        if not isinstance(name, str) or not (root / name).is_file():
-            raise ConfigError(key, name, f"no such file: {root / str(name)} (file names are relative to data_dir)")
+        path = root / str(name)
+        if isinstance(name, str) and path.is_dir():
+            check_saved_folder(key, path)
+        elif not isinstance(name, str) or not path.is_file():
+            raise ConfigError(key, name, f"no such file: {path} (file names are relative to data_dir)")
     return root
 
 
-def _check_columns(text_column: Any, label_column: Any, header: bool) -> tuple[Column, Column]:
+def _check_columns(text_column: Any, label_column: Any, header: bool, delimited: bool) -> tuple[Column, Column]:
     columns = _check_column("text_column", text_column), _check_column("label_column", label_column)
     if columns[0] == columns[1]:
         raise ConfigError("label_column", label_column, "must differ from text_column")
     for key, column in zip(("text_column", "label_column"), columns):
-        if isinstance(column, str) and not header:
+        if isinstance(column, str) and not header and delimited:
             raise ConfigError(key, column, "a column name needs header=true; without a header give a 0-based index")
     return columns
 
@@ -162,20 +240,20 @@ def _label_ids(key: str, path: Path, labels: Sequence[str], names: Sequence[str]
 def read_text_splits(files: TextFiles, val_fraction: float, split_seed: int) -> TextSplits:
     """The texts and label ids of train (whole: not subset), val and test."""
     read = {
-        split: read_table(
+        split: read_pairs(
             files.path(split),
             files.text_column,
             files.label_column,
             files.header,
             files.delimiter,
-            key=SPLIT_FILES[split],
+            files.format,
+            key=files.key(split),
         )
-        for split in SPLIT_FILES
-        if getattr(files, SPLIT_FILES[split]) is not None
+        for split in _given_splits(files)
     }
     names = list(files.labels) if files.labels else _sorted_labels(read["train"][1])
     texts = {split: pair[0] for split, pair in read.items()}
-    labels = {split: _label_ids(SPLIT_FILES[split], files.path(split), pair[1], names) for split, pair in read.items()}
+    labels = {split: _label_ids(files.key(split), files.path(split), pair[1], names) for split, pair in read.items()}
     if "val" not in read:
         val, train = stratified_pick("val_fraction", val_fraction, labels["train"], val_fraction, split_seed)
         for split, keep in (("val", val), ("train", train)):
@@ -195,6 +273,18 @@ def subset_train(splits: TextSplits, max_train_samples: int | None, seed: int) -
         splits,
         texts={**splits.texts, "train": [splits.texts["train"][i] for i in keep.tolist()]},
         labels={**splits.labels, "train": labels[keep]},
+    )
+
+
+def splits_fingerprint(splits: TextSplits) -> str:
+    """Content hash of every split's texts and label ids and of the label names: what a teacher
+    trained on these splits depends on, whatever files they were read from."""
+    return content_key(
+        {
+            "label_names": splits.label_names,
+            "texts": {split: texts_key(split, texts) for split, texts in splits.texts.items()},
+            "labels": tensors_digest(sorted(splits.labels.items())),
+        }
     )
 
 

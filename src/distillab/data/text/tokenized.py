@@ -14,6 +14,7 @@ from torch import Tensor
 
 from distillab.core.config import ConfigError, check_int
 from distillab.data.abilities import LabelledTexts, TakesTokenizer
+from distillab.data.row_identity import KeyedByRows
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text.files import check_bool, check_split_knobs
 from distillab.data.tokenizer import encode, load_or_train_wordpiece, tokenizer_hash
@@ -51,9 +52,10 @@ def tokenize_splits(
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
-class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts):
+class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts, KeyedByRows):
     """What every text data module shares: token-id inputs, cut per batch, from a tokenizer
-    trained here or, after :meth:`use_tokenizer`, a pretrained model's own."""
+    trained here or, after :meth:`use_tokenizer`, a pretrained model's own; a teacher store key
+    from the rows read (``rows_key``, set by ``load_splits``), not from the files named."""
 
     dynamic_padding = True
     tokenizer: Tokenizer | None = None
@@ -61,6 +63,7 @@ class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts):
     max_length: int
     texts: dict[str, list[str]]  # each split's raw texts, set by load_splits
     label_names: list[str]
+    rows_key: str  # splits_fingerprint of the rows a teacher sees (no unlabelled ones), set by load_splits
 
     def keep_text_knobs(
         self,
@@ -104,6 +107,10 @@ class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts):
     def fingerprint(self) -> str | None:
         self.setup()
         return tokenizer_hash(self.tokenizer)
+
+    def rows_fingerprint(self) -> str:
+        self.setup()
+        return self.rows_key
 
     def labelled_texts(self) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
         """Each split's texts and labels, without the rows that have none (``unlabelled``)."""
