@@ -121,3 +121,15 @@ def cli(tmp_path):
         return CLIResult(kill_on(cmd, env, tmp_path, run_dir / kill_when), run_dir)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, built once a session (MLflow's schema migrations take
+    seconds); tests copy it rather than migrate their own."""
+    pytest.importorskip("mlflow", reason="pip install mlflow-skinny (or pip install -e '.[track]')")
+    from mlflow.tracking import MlflowClient
+
+    template = tmp_path_factory.mktemp("mlflow") / "empty.db"
+    MlflowClient(f"sqlite:///{template}").search_experiments()
+    return template

@@ -25,20 +25,15 @@ QUICK = [
 ROLES = ("teacher", "student")
 
 
-def test_a_sweep_leaves_one_tracked_run_per_model_and_job(cli, tmp_path, request):
+def test_a_sweep_leaves_one_tracked_run_per_model_and_job(cli, tmp_path, mlflow_template):
     import mlflow
-    from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    # MLflow's store under paths.log_dir (<cwd>/outputs): a copy of an empty one, built once per
-    # machine in pytest's cache (MLflow's schema migrations take seconds).
-    template = request.config.cache.mkdir("distillab_mlflow") / f"empty-{mlflow.__version__}.db"
-    if not template.is_file():
-        MlflowClient(f"sqlite:///{template}").search_experiments()
+    # MLflow's store under paths.log_dir (<cwd>/outputs): a copy of the session's empty one.
     store = tmp_path / "outputs" / "mlflow.db"
     store.parent.mkdir()
-    shutil.copy(template, store)
+    shutil.copy(mlflow_template, store)
 
     result = cli("experiment=digits_kd", "logger=[many,wandb]", "loss.alpha=0.5,0.9", *QUICK, multirun=True)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -43,15 +43,8 @@ def student_run() -> RunMetrics:
     return metrics
 
 
-def empty_mlflow_db(request: pytest.FixtureRequest, path: Path) -> str:
-    """An empty MLflow store at ``path``: a copy of one built once per machine (MLflow's schema
-    migrations take seconds) in pytest's cache."""
-    mlflow = pytest.importorskip("mlflow", reason=INSTALL)
-    template = request.config.cache.mkdir("distillab_mlflow") / f"empty-{mlflow.__version__}.db"
-    if not template.is_file():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{template}").search_experiments()
+def empty_mlflow_db(template: Path, path: Path) -> str:
+    """An empty MLflow store at ``path``: a copy of the session's ``mlflow_template``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(template, path)
     return f"sqlite:///{path}"
@@ -147,10 +140,10 @@ def test_every_model_gets_its_tensorboard_hparams_and_csv_with_final_metrics(tmp
         assert "loss.alpha: 0.9" in (run_dir / "csv" / role / "hparams.yaml").read_text()
 
 
-def test_a_continued_run_writes_to_its_own_mlflow_run(tmp_path, request):
+def test_a_continued_run_writes_to_its_own_mlflow_run(tmp_path, mlflow_template):
     from mlflow.tracking import MlflowClient
 
-    uri = empty_mlflow_db(request, tmp_path / "mlflow.db")
+    uri = empty_mlflow_db(mlflow_template, tmp_path / "mlflow.db")
     mlflow = {"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": uri, "experiment_name": None}
     cfg = config(tmp_path / "run", mlflow=mlflow)
     first = role_loggers(cfg, "student")[0].run_id
