@@ -28,7 +28,7 @@ def test_kd_prune_reports_the_sparse_student_next_to_the_dense_one(cli):
     assert rows["pruned"]["nonzero_params"] < 0.6 * rows["student"]["nonzero_params"]
     assert rows["pruned"]["compressed_bytes"] < rows["student"]["compressed_bytes"]
     assert rows["pruned"]["dense_bytes"] == rows["student"]["dense_bytes"]  # zeros are still stored densely
-    assert "compression/pruned/nonzero_params" in logged_scalars(result.run_dir, "compression")
+    assert "final/compression/nonzero_params" in logged_scalars(result.run_dir, "pruned")  # run/tracking.py
     report = (result.run_dir / "report.md").read_text()
     assert "| pruned |" in report and "bytes (zlib)" in report
 

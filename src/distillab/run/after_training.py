@@ -145,7 +145,8 @@ def export_final_student(plan: RunPlan, models: RunModels, measured: Measured) -
         log.warning("the final student (%s) is not saved as a Hugging Face folder: %s", role, err.allowed)
         return {"role": role, "skipped": err.allowed}
     log.info("saved the final student (%s) as a Hugging Face folder: %s (%s)", role, done.path, done.auto_class)
-    return {"role": role, **done.as_dict()}
+    # Relative to the run folder, as every other path in metrics.json: the folder may move.
+    return {"role": role, **done.as_dict(), "path": str(done.path.relative_to(run_dir))}
 
 
 def lm_report(plan: RunPlan, models: RunModels, tally: Tally) -> dict[str, dict[str, Any]]:
