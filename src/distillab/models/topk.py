@@ -28,7 +28,8 @@ class TopK:
     tail: Tensor
 
 
-ROWS = 16  # rows of a [rows, V] working buffer: small enough to stay in cache across its passes
+ROWS = 64  # rows of a [rows, V] working buffer: small enough to stay in cache across its passes
+BLOCK = 256  # tokens per block of the two-level draw (a block by its sum, then a token in it)
 
 
 def _scaled(logits: Tensor, temperature: float) -> Tensor:
@@ -68,9 +69,11 @@ def sampled_of(
     -inf) and ids not otherwise present. Only forward-KL-type terms (linear in p) read it
     without bias.
 
-    Rows are done ``ROWS`` at a time, each in a few passes over one float32 buffer (the rest's
-    weights exp(z - max of the rest) are what the draws read): a teacher cache builds this for
-    every position, beside the teacher's own forward.
+    Rows are done ``ROWS`` at a time in one float32 buffer, in a few passes over the vocabulary
+    (the top-k; the rest's weights exp(z - its max), copied in from the teacher's own dtype; sums
+    per ``BLOCK`` tokens), and each draw picks a block by its sum and then a token
+    inside it (exactly p_v / m, without a pass over every token per draw): a teacher cache builds
+    this for every position, beside the teacher's own forward.
     """
     vocab = logits.shape[-1]
     k = check_int("k", k, low=2, high=vocab)
@@ -81,26 +84,51 @@ def sampled_of(
     # The next tokens after the head, 2s - 1 of them: whatever the draws hit, at least s - 1 are
     # left to fill the slots of tokens drawn more than once, so every slot holds another id.
     spares = min(2 * samples - 1, vocab - head_size)
+    blocks = -(-vocab // BLOCK)
+    dtype = upcast(flat[:1, :1]).dtype
+    buffer = torch.empty(min(ROWS, flat.shape[0]), blocks * BLOCK, dtype=dtype, device=flat.device)
+    buffer[:, vocab:] = float("-inf")  # the last block's padding: weight 0
     ids, log_probs = [], []
     for start in range(0, flat.shape[0], ROWS):
-        z = _scaled(flat[start : start + ROWS], temperature)
-        values, order = z.topk(head_size + spares, dim=-1)
+        chunk = flat[start : start + ROWS]
+        rows = chunk.shape[0]
+        values, order = chunk.topk(head_size + spares, dim=-1)
+        values = upcast(values) / temperature
         head, head_z, spare = order[:, :head_size], values[:, :head_size], order[:, head_size:]
         top_rest = values[:, head_size : head_size + 1]  # the largest z outside the head
-        weights = z.scatter_(-1, head, float("-inf")).sub_(top_rest).exp_()
-        log_rest = weights.sum(-1, keepdim=True).log() + top_rest  # log of the rest's sum of exp(z)
+        weights = buffer[:rows]
+        weights[:, :vocab].copy_(chunk).sub_(top_rest * temperature)
+        if temperature != 1.0:
+            weights[:, :vocab].div_(temperature)
+        weights = weights.scatter_(-1, head, float("-inf")).exp_()
+        block_sums = weights.view(rows, blocks, BLOCK).sum(-1)
+        log_rest = block_sums.sum(-1, keepdim=True).log() + top_rest  # log of the rest's sum of exp(z)
         log_z = torch.logaddexp(torch.logsumexp(head_z, dim=-1, keepdim=True), log_rest)
-        draws = torch.multinomial(weights, samples, replacement=True, generator=generator)
+        block = torch.multinomial(block_sums, samples, replacement=True, generator=generator)
+        inside = weights.view(rows, blocks, BLOCK).gather(1, block.unsqueeze(-1).expand(rows, samples, BLOCK))
+        draws = block * BLOCK + inverse_cdf_draw(inside, generator)
         drawn, counts = distinct_draws(draws, spare)
         ids.append(torch.cat([head, drawn], -1))
         # log(m c / s), -inf where c = 0
-        log_probs.append(torch.cat([head_z - log_z, (counts.to(z.dtype) / samples).log() + log_rest - log_z], -1))
+        log_probs.append(torch.cat([head_z - log_z, (counts.to(dtype) / samples).log() + log_rest - log_z], -1))
     shape = logits.shape[:-1]
     return TopK(
         torch.cat(ids).reshape(*shape, k),
         torch.cat(log_probs).reshape(*shape, k),
-        flat.new_zeros(shape, dtype=log_probs[0].dtype),
+        flat.new_zeros(shape, dtype=dtype),
     )
+
+
+def inverse_cdf_draw(weights: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One draw per row of ``weights`` [..., B] (non-negative, not all zero), index i with
+    probability w_i / sum w: the first i whose running sum exceeds u * sum w, u ~ U[0, 1), in
+    float64; never a zero-weight index (the last positive one caps a rounding at the end)."""
+    cdf = weights.double().cumsum(-1)
+    u = torch.rand(cdf.shape[:-1], dtype=torch.float64, device=cdf.device, generator=generator).unsqueeze(-1)
+    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+    positions = torch.arange(weights.shape[-1], device=weights.device)
+    last = torch.where(weights > 0, positions, 0).amax(-1, keepdim=True)
+    return torch.minimum(index, last).squeeze(-1)
 
 
 def distinct_draws(draws: Tensor, spare: Tensor) -> tuple[Tensor, Tensor]:
