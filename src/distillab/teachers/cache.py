@@ -15,8 +15,9 @@ Modes (``teacher.cache``):
   off     the teacher runs on every batch
   memory  computed when fitting/testing starts, held for this run only
   disk    computed once and written under ``<teachers_dir>/outputs/<key>/`` (with a SHA-256
-          manifest; a damaged entry is rebuilt), then memory-mapped: every later run against
-          the same teacher and data (a whole sweep of students) skips the teacher entirely
+          manifest; a damaged entry, or a file in its place, is removed and rebuilt), then
+          memory-mapped: every later run against the same teacher and data (a whole sweep of
+          students) skips the teacher entirely
   auto    disk; training batches whose inputs are augmented go to the live teacher, and
           the log says so
 
@@ -41,6 +42,7 @@ from distillab.models.output import ModelOutput
 from distillab.teachers.cache_key import SplitRequest, cache_key, data_fingerprint, weights_fingerprint
 from distillab.teachers.ensemble import Teachers
 from distillab.teachers.flat_outputs import cut_positions, flatten, to_topk, unflatten
+from distillab.teachers.store import remove_entry
 
 __all__ = [
     "MODES",
@@ -160,12 +162,13 @@ class TeacherOutputCache:
         assert self.root is not None
         entry = self.root / key
         with file_lock(self.root / f"{key}.lock"):
-            if entry.exists():
-                problem = verify_entry(entry)
+            if entry.exists() or entry.is_symlink():
+                problem = verify_entry(entry) if entry.is_dir() else "not a folder (a file is in its place)"
                 if problem is None:
                     log.info("teacher outputs for %s: reusing %s", request.split, entry)
                     return self._open(entry, request.device)
-                log.warning("cached teacher outputs %s are %s; computing them again", entry, problem)
+                log.warning("cached teacher outputs %s are %s; removing them and computing them again", entry, problem)
+                remove_entry(entry)
             outputs = self._compute(teachers, request, key)
             if outputs is None:
                 return None

@@ -11,7 +11,9 @@ code, like ``torch.load(weights_only=True)``); entries written before hold a ``w
 and are still read, with ``weights_only=True``. Tied tensors (a language model's embedding
 and LM head are one tensor under two names) are stored once and named again on load. The same helpers keep
 the teachers' cached outputs (teachers/cache.py) under ``<teachers_dir>/outputs/``. An entry without a
-manifest, or whose weights do not match it, is treated as absent, removed and retrained.
+manifest, whose weights do not match it, or whose ``metrics.json`` does not read as a teacher's
+metrics (empty, cut short, missing), is treated as absent, removed (one log line) and retrained;
+so is a plain file where the entry's folder should be.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = "weights.safetensors"
 LEGACY_WEIGHTS = "weights.pt"  # entries written before the store used safetensors
+METRICS = "metrics.json"
+CONFIG = "config.json"
 TIED = "tied"  # safetensors metadata: {name stored once: ..., name left out: name stored}
 
 
@@ -68,6 +72,30 @@ def load_weights(path: Path) -> dict[str, Tensor]:
     return state
 
 
+def remove_entry(path: Path) -> None:
+    """Remove an entry, whatever is there: a folder, or a file or link in its place (which
+    ``shutil.rmtree`` refuses). An entry that cannot be removed raises (exit 4), rather than
+    being said removed and then found again."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def metrics_problem(entry: Path) -> str | None:
+    """None if ``entry/metrics.json`` reads as a stored teacher's metrics (an object with its
+    ``test`` results, what a reuse reports), else what is wrong."""
+    try:
+        metrics = json.loads((entry / METRICS).read_text())
+    except FileNotFoundError:
+        return f"incomplete (no {METRICS})"
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"damaged ({METRICS} does not read as JSON: {type(err).__name__})"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("test"), dict):
+        return f"damaged ({METRICS} holds no 'test' results)"
+    return None
+
+
 def weights_file(entry: Path) -> Path | None:
     """The entry's weights: safetensors, else an older entry's weights.pt; None if neither."""
     return next((entry / name for name in (WEIGHTS, LEGACY_WEIGHTS) if (entry / name).is_file()), None)
@@ -87,17 +115,19 @@ class TeacherStore:
     def lookup(self, key: str) -> Path | None:
         """The entry's folder if it is complete and intact; a damaged entry is removed."""
         entry = self.path(key)
-        if not entry.exists():
+        if not entry.exists() and not entry.is_symlink():
             return None
-        problem = self._verify(entry)
+        problem = self._verify(entry) or metrics_problem(entry)
         if problem is None:
             return entry
         log.warning("teacher store entry %s is %s; removing it and training the teacher again", entry, problem)
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_entry(entry)
         return None
 
     @staticmethod
     def _verify(entry: Path) -> str | None:
+        if not entry.is_dir():
+            return "not a folder (a file is in its place)"
         problem = verify_entry(entry)
         if problem is None and weights_file(entry) is None:
             problem = "incomplete (no weights)"
@@ -105,14 +135,17 @@ class TeacherStore:
 
     def save(self, key: str, model: nn.Module, config: dict[str, Any], metrics: dict[str, Any]) -> Path:
         """Write the entry atomically: build it in a temporary folder, then rename it."""
+        entry = self.path(key)
+        if entry.is_symlink() or not entry.is_dir():  # atomic_entry's rename cannot put a folder over a file
+            remove_entry(entry)
         with atomic_entry(self.root, key, checked=(WEIGHTS,)) as tmp:
             save_weights(model.state_dict(), tmp / WEIGHTS)
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        return self.path(key)
+            (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+            (tmp / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        return entry
 
     def metrics(self, key: str) -> dict[str, Any]:
-        return json.loads((self.path(key) / "metrics.json").read_text())
+        return json.loads((self.path(key) / METRICS).read_text())
 
 
 def load_teacher_weights(model: nn.Module, path: str | Path, key: str = "teacher.ckpt_path") -> None:
