@@ -290,3 +290,14 @@ def test_distinct_draws_counts_each_token_once_and_fills_repeats_with_spares():
     assert ids[:, :2].tolist()[0] == [7, 3] and ids[0, 2:].tolist() == [2, 1]
     assert sorted(ids[1].tolist()) == [5, 6, 8, 9]
     assert ids[2].tolist() == [4, 20, 21, 22]
+
+
+def test_sampled_target_never_draws_past_the_vocabulary():
+    """A vocabulary that is not a whole number of blocks, and more rows than one working buffer
+    (the buffer's padding is reused): every id is a real token, and the weights still sum to 1."""
+    logits = torch.randn(3, 50, 400, generator=torch.Generator().manual_seed(0))
+    top = sampled_of(logits, 32, 8, 1.0, torch.Generator().manual_seed(1))
+    assert top.indices.max().item() < 400
+    torch.testing.assert_close(
+        top.log_probs.double().exp().sum(-1), torch.ones(3, 50, dtype=torch.float64), rtol=0, atol=1e-6
+    )

@@ -87,7 +87,6 @@ def sampled_of(
     blocks = -(-vocab // BLOCK)
     dtype = upcast(flat[:1, :1]).dtype
     buffer = torch.empty(min(ROWS, flat.shape[0]), blocks * BLOCK, dtype=dtype, device=flat.device)
-    buffer[:, vocab:] = float("-inf")  # the last block's padding: weight 0
     ids, log_probs = [], []
     for start in range(0, flat.shape[0], ROWS):
         chunk = flat[start : start + ROWS]
@@ -101,6 +100,7 @@ def sampled_of(
         if temperature != 1.0:
             weights[:, :vocab].div_(temperature)
         weights = weights.scatter_(-1, head, float("-inf")).exp_()
+        weights[:, vocab:] = 0.0  # the last block's padding (the buffer is reused: reset every time)
         block_sums = weights.view(rows, blocks, BLOCK).sum(-1)
         log_rest = block_sums.sum(-1, keepdim=True).log() + top_rest  # log of the rest's sum of exp(z)
         log_z = torch.logaddexp(torch.logsumexp(head_z, dim=-1, keepdim=True), log_rest)
