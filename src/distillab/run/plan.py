@@ -21,7 +21,7 @@ from distillab.models.init_from_teacher import check_init_from_teacher
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import shared_tokenizer
 from distillab.modules import OptimizerConfig
-from distillab.run.checks import check_cache, check_language_model, check_loss
+from distillab.run.checks import check_cache, check_data_module, check_language_model, check_loss
 from distillab.run.compress import CompressionPlan, plan_compression
 from distillab.run.cut_student import cut_student, is_cut
 from distillab.run.stages import Stage, plan_stages
@@ -93,6 +93,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     needs several of them at once, in this order."""
     datamodule: TensorDataModule = build(cfg.data, "data")
     check_teacher_augmentation(cfg, datamodule)
+    check_data_module(cfg, datamodule)  # before setup: a too long max_length aborts the tokenizer
     bind_pretrained_tokenizer(cfg, datamodule)
     with section("data"):  # files are read here: their errors name data.<key>
         datamodule.setup()

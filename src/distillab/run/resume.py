@@ -84,13 +84,28 @@ def _config_of(run_dir: Path) -> DictConfig | None:
     return OmegaConf.load(path) if path.is_file() else None
 
 
+def _run_folder(given: Any) -> Path:
+    """The run folder ``ckpt_path`` names: the folder itself, or the one holding a checkpoint
+    given instead (``<run>/checkpoints/<role>/last.ckpt``); any other file is an error."""
+    path = Path(str(given)).expanduser()
+    if not path.is_file():
+        return path
+    path = path.absolute()  # a relative last.ckpt has fewer parents than its run folder's
+    if path.parent.parent.name != "checkpoints":
+        raise ConfigError(
+            "ckpt_path",
+            given,
+            "is a file, not a run folder: give a run's output folder (or a checkpoint in its "
+            "checkpoints/<role>/), or auto, last or null",
+        )
+    return path.parents[2]
+
+
 def plan_resume(cfg: DictConfig, multirun: bool) -> Resume:
     mode = cfg.get("ckpt_path", "auto")
     key = run_key(cfg)
     if mode not in MODES:  # a run folder
-        run_dir = Path(str(mode)).expanduser()
-        if run_dir.is_file():  # a checkpoint inside a run folder: <run>/checkpoints/<role>/last.ckpt
-            run_dir = run_dir.parents[2]
+        run_dir = _run_folder(mode)
         earlier = _config_of(run_dir)
         if earlier is None:
             raise ConfigError(

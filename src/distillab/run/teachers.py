@@ -7,12 +7,14 @@ with seed + i, where seed is ``teacher.seed`` or else the run's), or one per dom
 
 from __future__ import annotations
 
+import inspect
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
+import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from distillab.core.config import ConfigError, build, check_int, section
@@ -25,14 +27,65 @@ from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.models.output import TransformerClassifier
 from distillab.models.pretrained import weights_hash
 from distillab.modules import ClassifierModule, OptimizerConfig
-from distillab.run.fitting import fit_and_test, test_only
+from distillab.run.fitting import fit_and_test, holding_signals, raise_if_signalled, test_only
 from distillab.teachers.store import TeacherStore, load_teacher_weights
 
 log = logging.getLogger(__name__)
 
-# Trainer keys that change what a teacher learns; the rest (the student's epochs, logging,
-# progress bars) must not retrain it.
-TEACHER_TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "limit_train_batches")
+# Every argument of Lightning's Trainer (2.6), by what it does to a teacher trained with it.
+# Those that change what it learns, or the test metrics stored with it, are in its store key
+# when set to other than Lightning's default (so `+trainer.max_steps=-1` is the unset key):
+# how long and on what it trains, how it steps, how its best checkpoint is chosen (validation
+# batches and frequency), the random stream it draws from (sanity-check batches draw from it),
+# and how many processes share a batch.
+TEACHER_TRAINER_KEYS = (
+    "strategy",
+    "devices",
+    "num_nodes",
+    "precision",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "overfit_batches",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "deterministic",
+    "benchmark",
+    "use_distributed_sampler",
+    "sync_batchnorm",
+    "reload_dataloaders_every_n_epochs",
+)
+# A teacher trained with one of these set is used by its run but never stored: a debug run
+# (fast_dev_run: a few batches, no checkpoints) or one cut by the wall clock (max_time: where
+# it stops depends on the machine), which no later run asking for the same teacher should get.
+TEACHER_UNSTORABLE_KEYS = ("fast_dev_run", "max_time")
+# Where it runs, what it reports and how (the student's epochs: the teacher has teacher.max_epochs).
+TRAINER_KEYS_IGNORED = (
+    "accelerator",
+    "logger",
+    "callbacks",
+    "max_epochs",
+    "limit_predict_batches",
+    "log_every_n_steps",
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "inference_mode",
+    "profiler",
+    "detect_anomaly",
+    "barebones",
+    "plugins",
+    "default_root_dir",
+    "enable_autolog_hparams",
+    "model_registry",
+)
 # teacher.* keys that do not change what a teacher learns (how its outputs are cached is not).
 # Where the teacher comes from, not how it is trained; nor the precision its forwards run in. (The output cache has its own group, cache.*,
 # and was never part of this key.)
@@ -92,8 +145,9 @@ def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
         return [
             TeacherSpec(f"teacher{d}", "model.teacher", cfg.model.teacher, seed, domain=d) for d in range(num_domains)
         ]
-    if not listed:
-        return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, seed, ckpt_path=ckpts)]
+    if not listed:  # one path, or a list of one (run/checks.py refuses a longer list)
+        path = ckpts if ckpts is None or isinstance(ckpts, str) else ckpts[0]
+        return [TeacherSpec("teacher", "model.teacher", cfg.model.teacher, seed, ckpt_path=path)]
     if ckpts is not None and (isinstance(ckpts, str) or len(ckpts) != len(listed)):
         raise ConfigError(
             "teacher.ckpt_path", ckpts, f"with {len(listed)} model.teachers, give a list of {len(listed)} paths"
@@ -102,6 +156,32 @@ def teacher_specs(cfg: DictConfig, num_domains: int) -> list[TeacherSpec]:
         TeacherSpec(f"teacher{i}", f"model.teachers[{i}]", node, seed + i, ckpt_path=ckpts[i] if ckpts else None)
         for i, node in enumerate(listed)
     ]
+
+
+@cache
+def trainer_defaults() -> dict[str, Any]:
+    """Lightning's Trainer arguments and their defaults."""
+    parameters = inspect.signature(L.Trainer.__init__).parameters
+    return {name: p.default for name, p in parameters.items() if name != "self"}
+
+
+def _is_set(cfg: DictConfig, key: str) -> bool:
+    return key in cfg.trainer and cfg.trainer[key] != trainer_defaults()[key]
+
+
+def teacher_trainer_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The Trainer keys of the store key: those of TEACHER_TRAINER_KEYS that ``cfg`` sets."""
+    plain = lambda v: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v  # noqa: E731
+    return {key: plain(cfg.trainer[key]) for key in TEACHER_TRAINER_KEYS if _is_set(cfg, key)}
+
+
+def unstorable_reason(cfg: DictConfig) -> str | None:
+    """Why a teacher trained with ``cfg`` must not enter the store (TEACHER_UNSTORABLE_KEYS), or None."""
+    for key in TEACHER_UNSTORABLE_KEYS:
+        if _is_set(cfg, key) and cfg.trainer[key]:
+            why = "a debug run" if key == "fast_dev_run" else "its end depends on the machine's speed"
+            return f"trainer.{key}={cfg.trainer[key]!r}: {why}"
+    return None
 
 
 def teacher_attack(cfg: DictConfig) -> Any:
@@ -118,7 +198,7 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, identity: DataIdentity = NO_ID
     teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in TEACHER_KEYS_IGNORED}
     ignored = (*DATA_KEYS_IGNORED, *identity.location_keys)
     data = {k: v for k, v in plain(cfg.data).items() if k not in ignored}
-    trainer = {k: cfg.trainer.get(k) for k in TEACHER_TRAINER_KEYS}
+    trainer = teacher_trainer_settings(cfg)
     pretrained = spec.node.get("pretrained")
     with section(f"{spec.key}.pretrained"):  # fine-tuned from a folder: its weights are part of the teacher
         weights = weights_hash(pretrained) if pretrained else None
@@ -152,6 +232,7 @@ def provide_teacher(
     if cfg.teacher.get("random_shift"):  # Hinton et al. 2015 jittered the teacher's inputs, not the student's
         data = data.augmented(partial(random_shift, max_shift=cfg.teacher.random_shift))
     num_classes = datamodule.num_classes
+    train = partial(_train_teacher, cfg, spec, model, num_classes, data, val, throughput)
     if spec.node.get("pretrained") and cfg.teacher.max_epochs == 0:
         # A pretrained model taken as it is (an instruction LLM): nothing to train, nothing to store.
         log.info("%s: the pretrained %s, used as it is (teacher.max_epochs=0)", spec.role, spec.node.pretrained)
@@ -161,6 +242,9 @@ def provide_teacher(
         load_teacher_weights(model, spec.ckpt_path)
         source, key = "checkpoint", None
         test = test_only(ClassifierModule(model, num_classes, task=datamodule.task), cfg, data)
+    elif (unstorable := unstorable_reason(cfg)) is not None:
+        log.warning("%s: trained here and not stored in the teacher store (%s)", spec.role, unstorable)
+        source, key, test = "trained", None, train()
     else:
         store, key = TeacherStore(cfg.paths.teachers_dir), store_key(cfg, spec, data_identity(datamodule))
         # Parallel jobs of a sweep that need this teacher: the first trains it, the others wait
@@ -173,25 +257,37 @@ def provide_teacher(
                 load_teacher_weights(model, entry, key="paths.teachers_dir")
                 source, test = "store", store.metrics(key)["test"]
             else:
-                with section("teacher.optimizer"):
-                    optimizer = OptimizerConfig(**cfg.teacher.optimizer)
-                with section("teacher"):  # a robust teacher: adversarial training (ARD distills from one)
-                    module = ClassifierModule(
-                        model,
-                        num_classes,
-                        optimizer,
-                        attack=teacher_attack(cfg),
-                        adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0),
-                        task=datamodule.task,
-                    )
-                test = fit_and_test(
-                    module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val, throughput=throughput
-                )
-                source = "trained"
+                source, test = "trained", train()
                 if global_rank() == 0:
-                    entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
+                    with holding_signals():  # a teacher trained to the end is stored whole, then the run stops
+                        entry = store.save(key, model, OmegaConf.to_container(cfg, resolve=True), {"test": test})
                     log.info("stored %s in %s", spec.role, entry)
+                    raise_if_signalled()
     result = {"params": model.num_parameters, "test": test, "source": source, "store_key": key}
     if spec.domain is not None:
         result["domain"] = spec.domain
     return result
+
+
+def _train_teacher(
+    cfg: DictConfig,
+    spec: TeacherSpec,
+    model: TransformerClassifier,
+    num_classes: int,
+    data: TensorDataModule,
+    val: dict[str, float] | None,
+    throughput: dict[str, dict] | None,
+) -> dict[str, float]:
+    """Train ``model`` as ``spec``'s teacher on ``data``; its test metrics."""
+    with section("teacher.optimizer"):
+        optimizer = OptimizerConfig(**cfg.teacher.optimizer)
+    with section("teacher"):  # a robust teacher: adversarial training (ARD distills from one)
+        module = ClassifierModule(
+            model,
+            num_classes,
+            optimizer,
+            attack=teacher_attack(cfg),
+            adversarial_weight=cfg.teacher.get("adversarial_weight", 1.0),
+            task=data.task,
+        )
+    return fit_and_test(module, spec.role, cfg, data, cfg.teacher.max_epochs, spec.seed, val=val, throughput=throughput)

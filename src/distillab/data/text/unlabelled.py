@@ -28,7 +28,17 @@ def check_unlabelled(path: Any) -> Path | None:
 
 def read_lines(path: Path) -> list[str]:
     """The non-empty lines of a UTF-8 text file: inputs without labels."""
-    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            "unlabelled",
+            str(path),
+            f"is not UTF-8 text (byte 0x{err.object[err.start]:02x} on line {line}): save it as UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8), one input text a line",
+        ) from None
+    texts = [line.strip() for line in content.splitlines()]
     texts = [t for t in texts if t]
     if not texts:
         raise ConfigError("unlabelled", str(path), "holds no text: give one input text a line")
