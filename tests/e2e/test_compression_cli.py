@@ -5,6 +5,10 @@ from test_methods_cli import logged_scalars
 
 pytestmark = pytest.mark.e2e
 
+# The compression steps and their report do not depend on how well the models learned: one epoch
+# each. (The HF export stays on: the pruned student's export runs only here.)
+ONE_EPOCH = ["teacher.max_epochs=1", "trainer.max_epochs=1"]
+
 ROWS = {
     "params",
     "nonzero_params",
@@ -18,7 +22,7 @@ ROWS = {
 
 
 def test_kd_prune_reports_the_sparse_student_next_to_the_dense_one(cli):
-    result = cli("experiment=digits_kd_prune", "pruning.recovery_epochs=1")
+    result = cli("experiment=digits_kd_prune", "pruning.recovery_epochs=1", *ONE_EPOCH)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     assert m["pruned"]["pruning"]["sparsity"] == pytest.approx(0.8, abs=0.005)
@@ -34,7 +38,7 @@ def test_kd_prune_reports_the_sparse_student_next_to_the_dense_one(cli):
 
 
 def test_compress_chain_heads_int8_onnx(cli):
-    result = cli("experiment=digits_compress", "pruning.recovery_epochs=1", "model.student.num_heads=2")
+    result = cli("experiment=digits_compress", "pruning.recovery_epochs=1", "model.student.num_heads=2", *ONE_EPOCH)
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.metrics
     rows = m["compression"]

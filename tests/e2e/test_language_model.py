@@ -3,18 +3,18 @@ lm_agnews_gkd experiment files on a small corpus (SST-2's dev sentences), one st
 for both, its top-k cache, on-policy batches, and sequence-level KD reusing the same teacher."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from conftest import SHARED_DATA
+from distillab.cli import summarize
 
 pytestmark = pytest.mark.e2e
 
 
 TINY_LM = [
-    "data.sources=[{path:${paths.data_root}/sst2/dev.tsv,column:sentence}]",
+    # GLUE SST-2's 872 dev sentences (the data's test split)
+    "data.sources=[{path:${paths.data_root}/sst2/test.tsv,column:sentence}]",
     "data.vocab_size=400",
     "data.block_size=24",
     "data.val_fraction=0.1",
@@ -33,6 +33,28 @@ TINY_LM = [
     "callbacks.progress_bar.refresh_rate=1000",
 ]
 
+# Sequence-level KD from the stored teacher (its continuations generated once), with a
+# hidden-state term beside the token term (issue 3's terms on causal LMs): an experiment file of
+# the test's own, in a config folder on hydra.searchpath as a user's would be, so that it runs as
+# the sweep's third job rather than in a process of its own.
+SEQUENCE_KD = """\
+# @package _global_
+defaults:
+  - lm_agnews
+  - _self_
+
+baseline: false
+lm:
+  sequences:
+    source: teacher
+    temperature: 0
+loss:
+  terms:
+    hidden: {_target_: distillab.losses.HiddenStateLoss, layers: uniform}
+  weights:
+    hidden: 0.5
+"""
+
 
 def check_language_model_run(m: dict, run_dir) -> None:
     for role in ("teacher", "student", "baseline"):
@@ -50,10 +72,13 @@ def check_language_model_run(m: dict, run_dir) -> None:
 @pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason="the repository's ../shared/data is absent")
 def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tmp_path):
     teachers = tmp_path / "teachers"
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "lm_sequence_kd.yaml").write_text(SEQUENCE_KD)
     # data=lm_corpus: Hydra composes the sweep's base config (no experiment chosen yet) with the overrides
     result = cli(
         "data=lm_corpus",
-        "experiment=lm_agnews,lm_agnews_gkd",
+        "experiment=lm_agnews,lm_agnews_gkd,lm_sequence_kd",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
         *TINY_LM,
         tiny=False,
         multirun=True,
@@ -61,7 +86,7 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(result.run_dir.glob("[0-9]/metrics.json"))
-    kd, gkd = (json.loads(p.read_text()) for p in runs)
+    kd, gkd, seq = (json.loads(p.read_text()) for p in runs)
     check_language_model_run(kd, runs[0].parent)
     assert kd["teachers"][0]["source"] == "trained" and gkd["teachers"][0]["source"] == "store"
     cache = kd["teacher_cache"]["splits"]["train"]
@@ -75,33 +100,17 @@ def test_language_model_experiments_share_one_teacher_and_its_topk_cache(cli, tm
     config = (runs[1].parent / "config.yaml").read_text()
     assert "source: on_policy" in config and "kind: jsd" in config
     check_language_model_run(gkd, runs[1].parent)
-    # distillab-summarize: the language-model columns of the sweep's table
+    # distillab-summarize (in-process: its command line is tested in test_summarize.py): the
+    # language-model columns of the sweep's table
     out = tmp_path / "summary"
-    summarize = subprocess.run(
-        [sys.executable, "-m", "distillab.cli.summarize", str(result.run_dir), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert summarize.returncode == 0, summarize.stderr
+    assert summarize.main([str(result.run_dir), "--out", str(out)]) == 0
     table = (out / "summary.md").read_text()
     assert "test ppl" in table and "ppl vs alone" in table and "train tokens/s" in table
 
-    # Sequence-level KD from the stored teacher (its continuations generated once), with a
-    # hidden-state term beside the token term (issue 3's terms on causal LMs).
-    seq = cli(
-        "experiment=lm_agnews",
-        *TINY_LM,
-        "lm.sequences.source=teacher",
-        "lm.sequences.temperature=0",
-        "baseline=false",
-        "+loss.terms.hidden={_target_:distillab.losses.HiddenStateLoss,layers:uniform}",
-        "+loss.weights.hidden=0.5",
-        tiny=False,
-        teachers_dir=teachers,
-    )
-    assert seq.returncode == 0, seq.stderr[-3000:]
-    assert seq.metrics["teachers"][0]["source"] == "store"
+    # Sequence-level KD: the stored teacher's continuations, generated once, then read.
+    assert seq["teachers"][0]["source"] == "store"
+    seq_config = (runs[2].parent / "config.yaml").read_text()
+    assert "source: teacher" in seq_config and "HiddenStateLoss" in seq_config and "baseline" not in seq
     assert len(list((teachers / "sequences").glob("*/sequences.pt"))) == 1
-    assert 1 < seq.metrics["student"]["test"]["ppl"] < 400  # tested on the corpus's held-out blocks
-    assert "seconds" in seq.metrics and seq.metrics["seconds"]["teacher_sequences"] >= 0
+    assert 1 < seq["student"]["test"]["ppl"] < 400  # tested on the corpus's held-out blocks
+    assert "seconds" in seq and seq["seconds"]["teacher_sequences"] >= 0

@@ -7,13 +7,12 @@ compose, load their real data, train every model and report what the paper's tab
 import csv
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import SHARED_DATA
+from distillab.cli import summarize
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +29,17 @@ TINY_TRAINING = [
     "trainer.max_epochs=3",
     "trainer.log_every_n_steps=5",
     "callbacks.progress_bar.refresh_rate=1000",
+]
+# For the tests that check what an experiment composes, trains and reports, not how well: one
+# epoch each, and none of the after-training outputs they do not read (the compression table and
+# the HF export run in the digits tests: test_cli.py, test_compression_cli.py).
+ONE_EPOCH = [
+    "teacher.max_epochs=1",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=5",
+    "callbacks.progress_bar.refresh_rate=1000",
+    "compression.report=false",
+    "compression.hf=false",
 ]
 
 
@@ -82,7 +92,8 @@ def test_vit_fashion(cli):
 def test_cross_domain_text(cli):
     result = cli(
         "experiment=cross_domain_text",
-        *TINY_TRAINING,
+        *ONE_EPOCH,
+        "+trainer.limit_val_batches=2",  # of 7,735 (SST-2's dev file whole): the test split is what is checked
         "data.domains.sst2.max_train_samples=600",
         "data.domains.agnews.max_train_samples=600",
         "model.teacher.hidden_size=32",
@@ -109,10 +120,13 @@ needs_minilm = pytest.mark.skipif(
 # The pretrained teacher on a few batches: every model's code path, not its accuracy.
 MINILM_TINY = [
     "data.max_train_samples=64",
+    "data.max_length=32",
     "data.val_fraction=0.003",
     "data.eval_batch_size=64",
     "+trainer.limit_test_batches=1",
+    "+trainer.limit_val_batches=1",
     "cache.mode=off",
+    "compression.hf=false",
     "callbacks.progress_bar.refresh_rate=1000",
 ]
 
@@ -138,7 +152,8 @@ def test_distilbert_sst2_from_minilm(cli):
 def test_distilbert_sst2_scratch(cli):
     result = cli(
         "experiment=distilbert_sst2_scratch",
-        *TINY_TRAINING,
+        *ONE_EPOCH,
+        "+trainer.limit_val_batches=2",  # of 6,735 (SST-2's dev file)
         "data.max_train_samples=1500",
         "model.teacher.hidden_size=32",
         "model.teacher.num_heads=2",
@@ -159,10 +174,7 @@ def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
         "experiment=digits_few_labels",
         "data.labelled_fraction=0.05,1.0",
         "seed=1",
-        "teacher.max_epochs=3",
-        "trainer.max_epochs=2",
-        "callbacks.progress_bar.refresh_rate=1000",
-        tiny=False,
+        *ONE_EPOCH,
         multirun=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -171,21 +183,8 @@ def test_digits_few_labels_sweep_and_its_plot(cli, tmp_path):
     runs = [json.loads((j / "metrics.json").read_text()) for j in jobs]
     assert runs[0]["teachers"][0]["source"] == "trained" and runs[1]["teachers"][0]["source"] == "store"
     out = tmp_path / "summary"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "distillab.cli.summarize",
-            str(result.run_dir),
-            "--out",
-            str(out),
-            "--x",
-            "data.labelled_fraction",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    # In-process: the command line of distillab-summarize is tested in test_summarize.py.
+    assert summarize.main([str(result.run_dir), "--out", str(out), "--x", "data.labelled_fraction"]) == 0
     assert (out / "acc_vs_labelled_fraction.png").stat().st_size > 10_000
     rows = list(csv.DictReader((out / "summary.csv").open()))
     student = {float(r["data.labelled_fraction"]): r for r in rows if r["model"] == "student"}
@@ -201,11 +200,9 @@ def test_digits_ard(cli):
     # robust accuracy in metrics.json and in the report.
     result = cli(
         "experiment=digits_ard",
-        "teacher.max_epochs=2",
-        "trainer.max_epochs=2",
+        *ONE_EPOCH,
         "teacher.attack.steps=2",
         "robustness.attacks.1.steps=3",
-        "callbacks.progress_bar.refresh_rate=1000",
         tiny=[
             "model.teacher.hidden_size=32",
             "model.teacher.num_layers=1",
@@ -228,21 +225,8 @@ def test_digits_ard(cli):
         "AdversarialLoss" in ard_config and "AdversarialLoss" not in (result.run_dir / "0" / "config.yaml").read_text()
     )
     assert "acc pgd@0.1" in (result.run_dir / "1" / "report.md").read_text()
-    # distillab-summarize: the robust accuracies as columns, per loss and model.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "distillab.cli.summarize",
-            str(result.run_dir),
-            "--out",
-            str(result.run_dir / "summary"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    # distillab-summarize (in-process): the robust accuracies as columns, per loss and model.
+    assert summarize.main([str(result.run_dir), "--out", str(result.run_dir / "summary")]) == 0
     rows = {(r["loss"], r["model"]): r for r in csv.DictReader((result.run_dir / "summary" / "summary.csv").open())}
     assert float(rows["ard", "student"]["acc pgd@0.1_mean"]) == pytest.approx(jobs[1]["student"]["robust"]["pgd@0.1"])
     assert "acc fgsm@0.1" in (result.run_dir / "summary" / "summary.md").read_text()

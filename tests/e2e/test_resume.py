@@ -43,7 +43,8 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_ends_as_if_never_stoppe
 
 
 def test_rerun_sweep_skips_finished_jobs_and_resumes_the_killed_one(cli):
-    sweep = [*BASE, "teacher.max_epochs=1", "loss.alpha=0.5,0.9"]
+    # Two epochs a job: job 1 is killed after its first.
+    sweep = [*BASE, "teacher.max_epochs=1", "trainer.max_epochs=2", "compression.hf=false", "loss.alpha=0.5,0.9"]
     first = cli(tiny=sweep, multirun=True, kill_when="1/checkpoints/student/last.ckpt.sha256")
     assert (first.run_dir / "0" / "metrics.json").is_file() and not (first.run_dir / "1" / "metrics.json").exists()
 
