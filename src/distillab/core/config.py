@@ -103,6 +103,8 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
     ConfigError underneath is unwrapped so the user sees one line, not a traceback. So are
     a ``_target_`` that cannot be imported and a key the target does not take.
     """
+    if not isinstance(node, DictConfig):  # a value where a section belongs (pruning=fuzz on the command line)
+        raise ConfigError(section, node, "must be a config section with a _target_, not a single value")
     try:
         return instantiate(node, **kwargs)
     except ConfigError as err:
@@ -117,6 +119,12 @@ def build(node: DictConfig, section: str, **kwargs: Any) -> Any:
             raise cause.under(prefix) from None
         target = re.search(r"target '([^']+)'", str(err))
         sub = OmegaConf.select(node, inner) if inner else node
+        if "Expected a callable target" in str(err):
+            raise ConfigError(
+                f"{prefix}._target_",
+                OmegaConf.select(node, f"{inner}._target_" if inner else "_target_"),
+                "must name a class or function to build (module.Name)",
+            ) from None
         if isinstance(cause, ImportError) and target:
             raise ConfigError(
                 f"{prefix}._target_",

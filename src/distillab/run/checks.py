@@ -31,6 +31,8 @@ STAGES = ("all", "teacher", "distill", "baseline")
 MODES = ("offline", "mutual")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # the names Lightning's Trainer takes
 DATA_SEEDS = ("split_seed", "label_seed", "domain_seed")
+# Sections that hold a list of buildable nodes, one per teacher or attack.
+LISTED_SECTIONS = ("model.teachers", "robustness.attacks")
 # The positions of a text model built here from shape keys (BERT's max_position_embeddings);
 # a pretrained one reads as many as its config.json says.
 BUILT_POSITIONS = 512
@@ -41,6 +43,13 @@ def check_run_config(cfg: DictConfig) -> None:
     """Top-level keys, checked before anything is trained."""
     check_choice("stage", cfg.stage, STAGES)
     check_choice("mode", cfg.mode, MODES)
+    for key in LISTED_SECTIONS:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not isinstance(value, ListConfig):
+            raise ConfigError(key, value, "must be a list of config sections (or null)")
+        for i, item in enumerate(value or []):
+            if not isinstance(item, DictConfig):
+                raise ConfigError(f"{key}[{i}]", item, "must be a config section with a _target_")
     check_seeds(cfg)
     check_int("trainer.max_epochs", cfg.trainer.max_epochs, low=1)
     check_trainer(cfg.trainer)
