@@ -80,3 +80,47 @@ def test_sigterm_stops_a_run_that_a_second_command_leaves_alone_and_the_same_com
     metrics = json.loads((tmp_path / "run3" / "metrics.json").read_text())
     assert metrics["resumed_in"] == str(first_dir) and metrics["teachers"][0]["source"] == "store"
     assert json.loads((first_dir / "metrics.json").read_text())["student"] == metrics["student"]
+
+
+EVERY_SIGNAL = ("SIGTERM", "SIGINT", "SIGKILL")
+STAGES = ("teacher:fit", "student:fit", "student:test")  # teacher training, student training, the test pass
+EXIT = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -signal.SIGKILL}
+DURING = {"teacher:fit": "during teacher training", "student:fit": "during student training"}
+DURING["student:test"] = "during the student's test pass"
+
+
+def signalled(tmp_path: Path, run: str, plan: list[str]) -> list[str]:
+    """The command, with the callback that sends ``plan``'s signals (tests/signal_at.py)."""
+    state = tmp_path / f"{run}.sent"
+    callback = (
+        f"+callbacks.signal_at={{_target_:signal_at.SignalAt,dirpath:null,plan:[{','.join(plan)}],state:{state}}}"
+    )
+    return command(tmp_path / run, "run", "teacher.max_epochs=2", "trainer.max_epochs=2", callback)
+
+
+def test_every_signal_in_every_stage_leaves_a_run_the_same_command_finishes_as_if_never_stopped(tmp_path):
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), ENV.get("PYTHONPATH", "")])}
+    plan = [f"{stage}:{name}" for stage in STAGES for name in EVERY_SIGNAL]
+    cmd = signalled(tmp_path, "stopped", plan)
+    run_dir = tmp_path / "stopped" / "run"
+    for step in plan:  # one process per signal: each continues the run and is stopped at the next step
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        stage, name = step.rsplit(":", 1)
+        assert proc.returncode == EXIT[name], f"{step}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+        if name != "SIGKILL":  # SIGKILL leaves no word: nothing can run
+            assert (
+                last_line(proc.stderr)
+                == f"distillab: interrupted by {name} {DURING[stage]}; the same command continues it"
+            )
+        assert not (run_dir / "metrics.json").exists(), f"{step}: a run cut short has no metrics"
+    finished = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (tmp_path / "stopped.sent").read_text().splitlines() == plan  # every signal was sent, in order
+
+    reference = subprocess.run(
+        signalled(tmp_path, "whole", []), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    stopped, whole = (json.loads((tmp_path / r / "run" / "metrics.json").read_text()) for r in ("stopped", "whole"))
+    assert stopped["teachers"][0]["test"] == whole["teachers"][0]["test"]
+    assert stopped["student"]["test"] == whole["student"]["test"]

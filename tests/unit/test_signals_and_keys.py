@@ -57,6 +57,15 @@ def test_trainer_keys_that_change_a_teacher_change_its_key_and_lightning_default
     assert key_of(composed("trainer.log_every_n_steps=1", "trainer.max_epochs=3")) == default
 
 
+def test_callbacks_that_change_a_teacher_change_its_key_and_those_that_only_show_do_not():
+    default = key_of(composed())
+    early = "+callbacks.early_stopping={_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val/acc,mode:max}"
+    changed = [early, "callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"]
+    assert len({default, *(key_of(composed(o)) for o in changed)}) == 1 + len(changed)
+    lr_monitor = "+callbacks.lr={_target_:lightning.pytorch.callbacks.LearningRateMonitor}"
+    assert key_of(composed("callbacks.progress_bar.refresh_rate=1", lr_monitor)) == default
+
+
 def test_debug_and_wall_clock_teachers_are_not_storable():
     assert unstorable_reason(composed()) is None
     assert unstorable_reason(composed("+trainer.fast_dev_run=false")) is None

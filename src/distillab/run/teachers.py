@@ -90,6 +90,19 @@ TRAINER_KEYS_IGNORED = (
 # Where the teacher comes from, not how it is trained; nor the precision its forwards run in. (The output cache has its own group, cache.*,
 # and was never part of this key.)
 TEACHER_KEYS_IGNORED = ("ckpt_path", "per_domain", "seed", "precision")
+# Callbacks that only show or log (every other callback, early stopping or the checkpoint's
+# monitor, changes what a teacher learns or which of its checkpoints is tested and stored).
+CALLBACKS_IGNORED = tuple(
+    f"lightning.pytorch.callbacks.{name}"
+    for name in (
+        "TQDMProgressBar",
+        "RichProgressBar",
+        "LearningRateMonitor",
+        "DeviceStatsMonitor",
+        "ModelSummary",
+        "RichModelSummary",
+    )
+)
 # Data keys that do not change what a teacher learns.
 # (tokenizer_dir: where the tokenizer is kept; its content enters the key as a fingerprint.)
 # (labelled_fraction, label_seed, unlabelled: only the student's labels; a teacher sees all.)
@@ -199,6 +212,11 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, identity: DataIdentity = NO_ID
     ignored = (*DATA_KEYS_IGNORED, *identity.location_keys)
     data = {k: v for k, v in plain(cfg.data).items() if k not in ignored}
     trainer = teacher_trainer_settings(cfg)
+    callbacks = {
+        name: plain(node)
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if node is not None and node.get("_target_") not in CALLBACKS_IGNORED
+    }
     pretrained = spec.node.get("pretrained")
     with section(f"{spec.key}.pretrained"):  # fine-tuned from a folder: its weights are part of the teacher
         weights = weights_hash(pretrained) if pretrained else None
@@ -209,6 +227,7 @@ def store_key(cfg: DictConfig, spec: TeacherSpec, identity: DataIdentity = NO_ID
             "data": data,
             "teacher": teacher,
             "trainer": trainer,
+            "callbacks": callbacks,
             "seed": spec.seed,
             "domain": spec.domain,
             "data_fingerprint": identity.fingerprint,
