@@ -49,13 +49,13 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
-def test_sigterm_stops_a_run_that_a_second_command_leaves_alone_and_the_same_command_finishes(tmp_path):
+def test_sigterm_stops_a_run_that_a_second_command_leaves_alone_and_the_same_command_finishes(tmp_path, zygote):
     args = ("teacher.max_epochs=1", "trainer.max_epochs=2")
     first_dir = tmp_path / "run1"
     first = start_until(command(tmp_path, "run1", *args), tmp_path, first_dir / "checkpoints/student/last.ckpt")
     first.send_signal(signal.SIGSTOP)  # alive and holding its folder, as a slow training would
     try:
-        second = subprocess.run(command(tmp_path, "run2", *args), capture_output=True, text=True, env=ENV, cwd=tmp_path)
+        second = zygote.run(command(tmp_path, "run2", *args)[3:], ENV, tmp_path)
     finally:
         first.send_signal(signal.SIGTERM)  # a SLURM pre-emption
         first.send_signal(signal.SIGCONT)
@@ -74,7 +74,7 @@ def test_sigterm_stops_a_run_that_a_second_command_leaves_alone_and_the_same_com
     )
     assert not (first_dir / "metrics.json").exists(), "a student cut short has no metrics"
 
-    again = subprocess.run(command(tmp_path, "run3", *args), capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    again = zygote.run(command(tmp_path, "run3", *args)[3:], ENV, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming student from" in again.stdout + again.stderr
     metrics = json.loads((tmp_path / "run3" / "metrics.json").read_text())
@@ -98,13 +98,15 @@ def signalled(tmp_path: Path, run: str, plan: list[str]) -> list[str]:
     return command(tmp_path / run, "run", "teacher.max_epochs=2", "trainer.max_epochs=2", callback)
 
 
-def test_every_signal_in_every_stage_leaves_a_run_the_same_command_finishes_as_if_never_stopped(tmp_path):
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), ENV.get("PYTHONPATH", "")])}
+def test_every_signal_in_every_stage_leaves_a_run_the_same_command_finishes_as_if_never_stopped(tmp_path, zygote):
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:  # the test's zygote imports tests/signal_at.py
+        return zygote.run(cmd[3:], ENV, tmp_path, timeout=300)
+
     plan = [f"{stage}:{name}" for stage in STAGES for name in EVERY_SIGNAL]
     cmd = signalled(tmp_path, "stopped", plan)
     run_dir = tmp_path / "stopped" / "run"
     for step in plan:  # one process per signal: each continues the run and is stopped at the next step
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        proc = run(cmd)
         stage, name = step.rsplit(":", 1)
         assert proc.returncode == EXIT[name], f"{step}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
         if name != "SIGKILL":  # SIGKILL leaves no word: nothing can run
@@ -113,13 +115,11 @@ def test_every_signal_in_every_stage_leaves_a_run_the_same_command_finishes_as_i
                 == f"distillab: interrupted by {name} {DURING[stage]}; the same command continues it"
             )
         assert not (run_dir / "metrics.json").exists(), f"{step}: a run cut short has no metrics"
-    finished = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    finished = run(cmd)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert (tmp_path / "stopped.sent").read_text().splitlines() == plan  # every signal was sent, in order
 
-    reference = subprocess.run(
-        signalled(tmp_path, "whole", []), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
+    reference = run(signalled(tmp_path, "whole", []))
     assert reference.returncode == 0, reference.stderr[-3000:]
     stopped, whole = (json.loads((tmp_path / r / "run" / "metrics.json").read_text()) for r in ("stopped", "whole"))
     assert stopped["teachers"][0]["test"] == whole["teachers"][0]["test"]
