@@ -1,6 +1,7 @@
 """Every leaf key of the composed default config and of each experiment, set to a value of the
 wrong type, an out-of-range value and null: the run's checks and plan (everything the pipeline
-builds before anything trains) either accept it or stop with one config-error line (exit 2),
+builds before anything trains: data, models, losses, the Trainer and its callbacks; not the loggers,
+which open their tracked runs) either accept it or stop with one config-error line (exit 2),
 never a traceback. In-process and stopped at the plan, so the whole table runs in about a minute.
 
 Each key is perturbed in the first config that holds it (the default, then the digits

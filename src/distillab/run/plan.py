@@ -8,6 +8,8 @@ on which other sections its config has.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +101,10 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         datamodule.setup()
     with section("optimizer"):
         optimizer = OptimizerConfig(**cfg.optimizer)
+    if cfg.stage != "baseline":
+        with section("teacher.optimizer"):
+            OptimizerConfig(**cfg.teacher.optimizer)
+    check_trainer_builds(cfg)
     wants_student = cfg.stage in ("all", "distill")
     specs = teacher_specs(cfg, datamodule.num_domains) if cfg.stage != "baseline" else []
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
@@ -122,6 +128,38 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     if wants_student:
         check_student(plan)
     return plan
+
+
+def check_trainer_builds(cfg: DictConfig) -> None:
+    """The Trainer and callbacks every model trains with, built once and thrown away, so that a
+    value Lightning refuses stops the run here rather than when a training starts."""
+    quiet = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # its "GPU available" lines come when the real Trainer is built
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            callbacks = [
+                lightning_built(node, f"callbacks.{name}", **({"dirpath": scratch} if "dirpath" in node else {}))
+                for name, node in (cfg.get("callbacks") or {}).items()
+            ]
+            lightning_built(
+                cfg.trainer, "trainer", callbacks=callbacks, logger=False, default_root_dir=scratch, max_epochs=1
+            )
+    finally:
+        quiet.setLevel(level)
+
+
+def lightning_built(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """:func:`build`, with Lightning's own refusals (MisconfigurationException, ValueError) as
+    config errors naming ``key``."""
+    try:
+        return build(node, key, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ or err
+        what = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(key, "{...}", f"refused by Lightning: {what}") from None
 
 
 def check_student(plan: RunPlan) -> None:
