@@ -137,8 +137,9 @@ def configs(tmp_path) -> Iterator[tuple[str, list[str]]]:
 
 
 def test_every_leaf_key_wrong_out_of_range_or_null_is_accepted_or_one_config_error_line(
-    tmp_path, data_set_up_once, capsys
+    tmp_path, data_set_up_once, capsys, monkeypatch
 ):
+    monkeypatch.chdir(tmp_path)  # a path key set to a relative name (data.tokenizer_dir=fuzz) is made here
     logging.disable(logging.WARNING)  # the plan's own progress lines, times a thousand cases
     paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run", f"paths.teachers_dir={tmp_path}/t"]
     paths.append(f"paths.data_root={SHARED_DATA}")
