@@ -10,7 +10,8 @@ from distillab.data import DigitsDataModule
 from distillab.data.images.digits_domains import DigitsDomainsDataModule
 from distillab.models.output import ModelOutput
 from distillab.teachers import FrozenTeacher
-from distillab.teachers.cache import OUTPUTS, SplitRequest, TeacherOutputCache, flatten, unflatten
+from distillab.teachers.cache import SplitRequest, TeacherOutputCache, flatten, unflatten
+from distillab.teachers.shards import MANIFEST, ShardedOutputs
 from distillab.teachers.ensemble import Teachers
 
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -79,7 +80,8 @@ def test_disk_cache_is_reused_by_a_later_run_and_rebuilt_when_a_weight_changes(d
     first.prepare(teachers, SplitRequest("val", val))
     assert len(first.built) == 1
     entries = [p for p in (tmp_path / "outputs").iterdir() if p.is_dir()]
-    assert [p.name for p in entries] == first.built and (entries[0] / OUTPUTS).is_file()
+    assert [p.name for p in entries] == first.built and (entries[0] / MANIFEST).is_file()
+    assert len(list(entries[0].glob("shard-*.safetensors"))) == 1
 
     later = TeacherOutputCache("disk", tmp_path)  # a new run: nothing computed, read from disk
     later.prepare(teachers, SplitRequest("val", val))
@@ -113,7 +115,7 @@ def test_damaged_cache_file_is_detected_and_rebuilt(digits, tiny_vit, tmp_path):
     teachers = Teachers([FrozenTeacher(tiny_vit())])
     val = digits.splits["val"]
     TeacherOutputCache("disk", tmp_path).prepare(teachers, SplitRequest("val", val))
-    (outputs,) = (tmp_path / "outputs").glob(f"*/{OUTPUTS}")
+    (outputs,) = (tmp_path / "outputs").glob("*/shard-00000.safetensors")
     outputs.write_bytes(outputs.read_bytes()[:100])
     again = TeacherOutputCache("disk", tmp_path)
     again.prepare(teachers, SplitRequest("val", val))
@@ -189,7 +191,7 @@ def test_topk_cache_of_a_language_model_teacher(tmp_path):
     first = TeacherOutputCache("disk", tmp_path)
     first.prepare(teachers, request)
     entry = tmp_path / "outputs" / first.built[0]
-    stored = torch.load(entry / OUTPUTS, weights_only=True)
+    stored = ShardedOutputs.open(entry).shards[0]
     assert stored["0.topk.indices"].dtype == torch.int16 and stored["0.topk.log_probs"].dtype == torch.float16
     sparse_bytes = sum(v.numel() * v.element_size() for v in stored.values())
     assert 10 * 16 * 300 * 4 / sparse_bytes >= 10

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -105,30 +106,47 @@ class DistillationModule(ClassifierModule):
         agreement.update((out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float())
         return out
 
-    def _prepare_cache(self, split: str, **needs: bool) -> None:
-        data = self.trainer.datamodule
-        if self.cache.mode == "off" or not isinstance(data, TensorDataModule) or split not in data.splits:
-            return  # loaders not from a TensorDataModule: nothing to index into
-        self.cache.prepare(
-            self.teachers,
-            SplitRequest(
-                split,
-                data.splits[split],
-                inputs_vary=data.inputs_vary(split),
-                batch_size=data.eval_batch_size,
-                device=self.device,
-                precision=str(self.trainer.precision),
-                context=self.trainer.precision_plugin.forward_context,
-                keep=self.loss.teacher_tensors(),
-                topk=self.cache_topk,
-                topk_temperature=token_temperature(self.loss) or 1.0,
-                topk_samples=self.cache_samples,
-                **needs,
-            ),
+    def cache_request(
+        self,
+        split: str,
+        data: Any,
+        device: torch.device | str,
+        precision: str,
+        context: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> SplitRequest | None:
+        """What the cache is asked for ``split`` of ``data``: this module's teachers under its loss
+        (the layers it maps, the token temperature, top-k), in ``precision``. The one place a
+        request is made, so ``stage=capture`` asks for the entry a later distillation run reads.
+        None where there is nothing to index into (loaders not from a TensorDataModule)."""
+        if not isinstance(data, TensorDataModule) or split not in data.splits:
+            return None
+        return SplitRequest(
+            split,
+            data.splits[split],
+            inputs_vary=data.inputs_vary(split),
+            batch_size=data.eval_batch_size,
+            device=device,
+            precision=precision,
+            context=context,
+            keep=self.loss.teacher_tensors(),
+            topk=self.cache_topk,
+            topk_temperature=token_temperature(self.loss) or 1.0,
+            topk_samples=self.cache_samples,
+            **(self._outputs_needed() if split == "train" else {}),
         )
 
+    def _prepare_cache(self, split: str) -> None:
+        if self.cache.mode == "off":
+            return
+        trainer = self.trainer
+        request = self.cache_request(
+            split, trainer.datamodule, self.device, str(trainer.precision), trainer.precision_plugin.forward_context
+        )
+        if request is not None:
+            self.cache.prepare(self.teachers, request)
+
     def on_fit_start(self) -> None:
-        self._prepare_cache("train", **self._outputs_needed())
+        self._prepare_cache("train")
         self._prepare_cache("val")
 
     def on_test_start(self) -> None:

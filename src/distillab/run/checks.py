@@ -27,7 +27,7 @@ from distillab.run.resume import MODES as RESUME_MODES
 from distillab.teachers.cache import MODES as CACHE_MODES
 from distillab.teachers.sequences import SequenceSource
 
-STAGES = ("all", "teacher", "distill", "baseline")
+STAGES = ("all", "teacher", "distill", "baseline", "capture")
 MODES = ("offline", "mutual")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")  # the names Lightning's Trainer takes
 DATA_SEEDS = ("split_seed", "label_seed", "domain_seed")
@@ -64,6 +64,9 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
     check_choice("cache.mode", cfg.cache.mode, CACHE_MODES)
     check_number("cache.budget_mb", cfg.cache.budget_mb, low=0)
+    check_int("cache.shard_rows", cfg.cache.get("shard_rows", 4096), low=1)
+    if cfg.stage == "capture":
+        check_capture(cfg)
     check_number("teacher.adversarial_weight", cfg.teacher.get("adversarial_weight", 1.0), low=0, high=1)
     check_choice("compile", cfg.compile, (True, False))
     check_choice("bow_baseline", cfg.get("bow_baseline", False), (True, False))
@@ -77,6 +80,24 @@ def check_run_config(cfg: DictConfig) -> None:
             "teacher.ckpt_path", None, "stage=distill needs a teacher: a .ckpt, weights.pt or store folder"
         )
     check_teacher_paths(cfg)
+
+
+def check_capture(cfg: DictConfig) -> None:
+    """stage=capture writes the cache's disk entries that a later offline run reads."""
+    if cfg.cache.mode not in ("auto", "disk"):
+        raise ConfigError(
+            "cache.mode", cfg.cache.mode, "stage=capture writes the teacher's outputs to disk: use auto or disk"
+        )
+    splits = cfg.cache.get("capture_splits")
+    if not isinstance(splits, ListConfig) or not splits or not all(s in ("train", "val", "test") for s in splits):
+        raise ConfigError("cache.capture_splits", splits, "must be a non-empty list of train, val, test")
+    if cfg.lm.sequences.get("source") == "teacher":
+        raise ConfigError(
+            "stage",
+            "capture",
+            "sequence-level KD trains on the teacher's own continuations, not the data's splits: "
+            "capture is for token-level targets (lm.sequences.source=corpus)",
+        )
 
 
 def check_seeds(cfg: DictConfig) -> None:

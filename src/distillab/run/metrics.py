@@ -71,6 +71,7 @@ class RunMetrics:
     baseline: ModelEntry | None = None
     pruned: ModelEntry | None = None
     teacher_cache: dict[str, Any] | None = None  # TeacherOutputCache.summary()
+    capture: dict[str, Any] | None = None  # stage=capture: each split's entry (key, rows, shards, bytes)
     bow_baseline: dict[str, Any] | None = None  # bag-of-words logistic regression: test, val_acc, features
     onnx: dict[str, Any] | None = None  # path, top1_agreement, max_abs_diff, samples
     hf_export: dict[str, Any] | None = None  # compression.hf: the folder written, or why not

@@ -1,7 +1,8 @@
 """``run(cfg)``: one distillation run, step by step (docs/ARCHITECTURE.md).
 
 1. plan: config checked, data set up, every model and loss built (plan.py)
-2. teachers: from the store, a checkpoint, or trained here (references.py, teachers.py)
+2. teachers: from the store, a checkpoint, or trained here (references.py, teachers.py);
+   stage=capture: their outputs written to the output cache, and the run ends (capture.py)
 3. student: distilled from them (offline, in one training or staged) or with them (mutual)
 4. baseline: the same student trained alone (students.py)
 5. after training: compression, and each model measured (after_training.py)
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from distillab.core.distributed import global_rank
 from distillab.core.renamed_keys import check_config as check_renamed_keys
 from distillab.run.after_training import RunModels, compress_student, measure, objective
+from distillab.run.capture import capture_teachers
 from distillab.run.checks import check_run_config
 from distillab.run.compress import Compressed
 from distillab.run.folder import finish, open_run_dir, reuse_finished
@@ -55,8 +57,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, multirun: bool = Fa
     metrics = RunMetrics(cfg.stage, cfg.mode, cfg.seed, git_commit(), plan.split_sizes())
     tally = Tally.of(metrics)  # each step's seconds, and each training's best val score and throughput
     metrics.teachers = provide_teachers(plan, tally)
+    if plan.captures:
+        metrics.capture = capture_teachers(plan, tally)
     metrics.bow_baseline = text_baseline(plan, tally)
-    metrics.cut = test_cut(plan, tally)
+    metrics.cut = test_cut(plan, tally) if not plan.captures else None
     student = train_student(plan, tally) if plan.wants_student else None
     if student is not None:
         metrics.student, metrics.stages, metrics.teacher_cache = student.entry, student.stages, student.teacher_cache

@@ -52,6 +52,11 @@ class RunPlan:
         return self.cfg.stage in ("all", "distill")
 
     @property
+    def captures(self) -> bool:
+        """stage=capture: the teachers' outputs written ahead of training, no model trained after them."""
+        return self.cfg.stage == "capture"
+
+    @property
     def wants_baseline(self) -> bool:
         return self.cfg.stage == "baseline" or (self.cfg.stage == "all" and bool(self.cfg.baseline))
 
@@ -105,7 +110,8 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         with section("teacher.optimizer"):
             OptimizerConfig(**cfg.teacher.optimizer)
     check_trainer_builds(cfg)
-    wants_student = cfg.stage in ("all", "distill")
+    # stage=capture asks for what the distillation run will read, so it builds its student and loss too
+    wants_student = cfg.stage in ("all", "distill", "capture")
     specs = teacher_specs(cfg, datamodule.num_domains) if cfg.stage != "baseline" else []
     teachers = [build_model(s.node, s.key, s.seed, datamodule) for s in specs]
     student, cut = None, None

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from omegaconf import DictConfig
+
 from distillab.models.init_from_teacher import init_from_teacher
 from distillab.models.output import TransformerClassifier
 from distillab.modules import ClassifierModule, DistillationModule
@@ -30,6 +32,12 @@ class Trained:
     model: TransformerClassifier
 
 
+def output_cache(cfg: DictConfig) -> TeacherOutputCache:
+    """The run's teacher-output cache, as ``cache.*`` configures it."""
+    cache = cfg.cache
+    return TeacherOutputCache(cache.mode, cfg.paths.teachers_dir, cache.budget_mb, cache.get("shard_rows", 4096))
+
+
 @dataclass
 class Distiller:
     """Distillation modules for the run's students: the plan's teachers frozen, and one teacher
@@ -41,8 +49,7 @@ class Distiller:
 
     @classmethod
     def of(cls, plan: RunPlan, tally: Tally) -> Distiller:
-        cache = plan.cfg.cache
-        return cls(plan, TeacherOutputCache(cache.mode, plan.cfg.paths.teachers_dir, cache.budget_mb), tally)
+        return cls(plan, output_cache(plan.cfg), tally)
 
     def module(self, model: TransformerClassifier, stage: Stage | None = None) -> DistillationModule:
         plan, cfg = self.plan, self.plan.cfg

@@ -14,10 +14,11 @@ the split's inputs and what was asked: a stale entry is never read; it is simply
 Modes (``teacher.cache``):
   off     the teacher runs on every batch
   memory  computed when fitting/testing starts, held for this run only
-  disk    computed once and written under ``<teachers_dir>/outputs/<key>/`` (with a SHA-256
-          manifest; a damaged entry, or a file in its place, is removed and rebuilt), then
-          memory-mapped: every later run against the same teacher and data (a whole sweep of
-          students) skips the teacher entirely
+  disk    computed once and written under ``<teachers_dir>/outputs/<key>/`` as safetensors
+          shards of ``shard_rows`` rows with a SHA-256 manifest (teachers/shards.py; a damaged
+          entry, or a file in its place, is removed and rebuilt), then memory-mapped: every
+          later run against the same teacher and data (a whole sweep of students) skips the
+          teacher entirely. ``stage=capture`` writes the same entries ahead of training.
   auto    disk; training batches whose inputs are augmented go to the live teacher, and
           the log says so
 
@@ -32,21 +33,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 
-from distillab.core.config import check_choice, check_number
-from distillab.core.entries import atomic_entry, file_lock, verify_entry
+from distillab.core.config import check_choice, check_int, check_number
+from distillab.core.entries import file_lock, verify_entry
 from distillab.models.output import ModelOutput
 from distillab.teachers.cache_key import SplitRequest, cache_key, data_fingerprint, weights_fingerprint
+from distillab.teachers.capture import capture_shards, compute_shard, finish_entry, request_summary
 from distillab.teachers.ensemble import Teachers
-from distillab.teachers.flat_outputs import cut_positions, flatten, to_topk, unflatten
+from distillab.teachers.flat_outputs import cut_positions, flatten, unflatten
+from distillab.teachers.shards import ShardedOutputs, shard_ranges
 from distillab.teachers.store import remove_entry
 
 __all__ = [
     "MODES",
-    "OUTPUTS",
     "SplitRequest",
     "TeacherOutputCache",
     "data_fingerprint",
@@ -58,19 +58,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "off", "memory", "disk")
-OUTPUTS = "outputs.pt"
 
 
 class TeacherOutputCache:
     """Teacher outputs per split, built on first use and looked up by ``index``."""
 
-    def __init__(self, mode: str = "auto", root: str | Path | None = None, budget_mb: float = 2048.0):
+    def __init__(
+        self, mode: str = "auto", root: str | Path | None = None, budget_mb: float = 2048.0, shard_rows: int = 4096
+    ):
         self.mode = check_choice("cache", mode, MODES)
         if self.mode in ("auto", "disk") and root is None:
             raise ValueError("teacher.cache=disk/auto needs a folder (paths.teachers_dir)")
         self.root = Path(root) / "outputs" if root is not None else None
         self.budget_bytes = check_number("cache_budget_mb", budget_mb, low=0) * 2**20
-        self._entries: dict[str, dict[str, Tensor]] = {}  # key -> flat outputs
+        self.shard_rows = check_int("cache.shard_rows", shard_rows, low=1)
+        self._entries: dict[str, ShardedOutputs] = {}  # key -> its shards
         self._split_keys: dict[str, str | None] = {}  # split -> key of the entry it reads
         self.built: list[str] = []  # keys computed by this process (for reports and tests)
         self.build_seconds: dict[str, float] = {}  # key -> seconds the teacher took to fill it
@@ -78,7 +80,7 @@ class TeacherOutputCache:
         self.topk_samples: dict[str, int] = {}  # key -> how many of its top-k slots are sampled
 
     def key(self, teachers: Teachers, request: SplitRequest) -> str:
-        return cache_key(teachers, request)
+        return cache_key(teachers, request, self.shard_rows)
 
     def prepare(self, teachers: Teachers, request: SplitRequest) -> None:
         """Make ``request.split`` answer from the cache, or decide (and say) that it cannot."""
@@ -111,13 +113,13 @@ class TeacherOutputCache:
             if key is None:
                 continue
             entry = self._entries[key]
+            topk = [entry.row_shape(name)[-1] for name in entry.names if name.endswith(".topk.indices")]
             out[split] = {
-                "bytes": sum(v.numel() * v.element_size() for v in entry.values()),
+                "bytes": entry.nbytes,
+                "shards": len(entry.shards),
                 "dense_logits_bytes": self.dense_bytes.get(key),
                 "build_seconds": self.build_seconds.get(key),
-                "topk": int(entry[next(k for k in entry if k.endswith(".topk.indices"))].shape[-1])
-                if any(k.endswith(".topk.indices") for k in entry)
-                else None,
+                "topk": int(topk[0]) if topk else None,
                 "samples": self.topk_samples.get(key, 0),
             }
         return out
@@ -131,14 +133,8 @@ class TeacherOutputCache:
         key = self._split_keys.get(split)
         if key is None:
             return None
-        entry = self._entries[key]
-        rows = index.to(next(iter(entry.values())).device)
-        return unflatten(
-            {
-                k: cut_positions(k, v.index_select(0, rows), seq_len).to(index.device, non_blocking=True)
-                for k, v in entry.items()
-            }
-        )
+        rows = self._entries[key].rows(index)
+        return unflatten({k: cut_positions(k, v, seq_len).to(index.device) for k, v in rows.items()})
 
     def cached(self, split: str) -> bool:
         return self._split_keys.get(split) is not None
@@ -156,9 +152,9 @@ class TeacherOutputCache:
 
     # -- building -------------------------------------------------------------------------
 
-    def _load_or_build(self, teachers: Teachers, request: SplitRequest, key: str) -> dict[str, Tensor] | None:
+    def _load_or_build(self, teachers: Teachers, request: SplitRequest, key: str) -> ShardedOutputs | None:
         if self.mode == "memory":
-            return self._compute(teachers, request, key)
+            return self._compute_in_memory(teachers, request, key)
         assert self.root is not None
         entry = self.root / key
         with file_lock(self.root / f"{key}.lock"):
@@ -166,64 +162,51 @@ class TeacherOutputCache:
                 problem = verify_entry(entry) if entry.is_dir() else "not a folder (a file is in its place)"
                 if problem is None:
                     log.info("teacher outputs for %s: reusing %s", request.split, entry)
-                    return self._open(entry, request.device)
+                    return ShardedOutputs.open(entry)
                 log.warning("cached teacher outputs %s are %s; removing them and computing them again", entry, problem)
                 remove_entry(entry)
-            outputs = self._compute(teachers, request, key)
-            if outputs is None:
+            progress = capture_shards(
+                teachers, request, key, self.root, self.shard_rows, budget_bytes=self.budget_bytes
+            )
+            if progress is None:
+                self._over_budget(request)
                 return None
-            with atomic_entry(self.root, key, checked=(OUTPUTS,)) as tmp:
-                torch.save({k: v.cpu() for k, v in outputs.items()}, tmp / OUTPUTS)
+            self._record(key, request, progress.seconds, progress.dense_bytes)
+            finish_entry(
+                self.root,
+                key,
+                request,
+                self.shard_rows,
+                **request_summary(request),
+                build_seconds=progress.seconds,
+                dense_logits_bytes=progress.dense_bytes,
+            )
             log.info("teacher outputs for %s written to %s", request.split, entry)
-        return self._open(entry, request.device)
+        return ShardedOutputs.open(entry)
 
-    def _open(self, entry: Path, device: torch.device | str) -> dict[str, Tensor]:
-        # Memory-mapped: pages are read as rows are looked up, and every process on this
-        # machine (DDP ranks, parallel jobs) shares them through the page cache.
-        outputs = torch.load(entry / OUTPUTS, mmap=True, weights_only=True, map_location="cpu")
-        return outputs if torch.device(device).type == "cpu" else {k: v.to(device) for k, v in outputs.items()}
-
-    def _compute(self, teachers: Teachers, request: SplitRequest, key: str) -> dict[str, Tensor] | None:
-        dataset, n = request.dataset, len(request.dataset)
-        needs = {"hidden_states": request.hidden_states, "attentions": request.attentions}
-        outputs: dict[str, Tensor] = {}
-        started, dense = time.perf_counter(), 0
-        # Sampled top-k slots: drawn from a generator seeded by the entry's key, so that a
-        # rebuild gives the same entry.
-        sampled = request.topk is not None and request.topk_samples > 0
-        generator = torch.Generator(request.device).manual_seed(int(key[:12], 16)) if sampled else None
-        for start in range(0, n, request.batch_size):
-            rows = torch.arange(start, min(n, start + request.batch_size))
-            batch = move_data_to_device(dataset.batch(rows, full_length=True), request.device)
-            with torch.inference_mode(), request.context():
-                flat = flatten(teachers(batch, **needs))
-            if request.keep is not None:  # only the layers the loss maps: a fraction of all of them
-                flat = {k: v for k, v in flat.items() if k.endswith(".logits") or k in request.keep}
-            dense += sum(v.numel() * v.element_size() for k, v in flat.items() if k.endswith(".logits"))
-            if request.topk is not None:
-                flat = to_topk(flat, request.topk, request.topk_temperature, request.topk_samples, generator)
-            if not outputs:
-                size = sum(v[0].numel() * v.element_size() for v in flat.values()) * n
-                if size > self.budget_bytes:
-                    log.warning(
-                        "teacher outputs for %s would take %.0f MB, over teacher.cache_budget_mb=%g; "
-                        "the teacher runs on every %s batch",
-                        request.split,
-                        size / 2**20,
-                        self.budget_bytes / 2**20,
-                        request.split,
-                    )
+    def _compute_in_memory(self, teachers: Teachers, request: SplitRequest, key: str) -> ShardedOutputs | None:
+        started, shards = time.perf_counter(), []
+        for number in range(len(shard_ranges(len(request.dataset), self.shard_rows))):
+            shard = compute_shard(teachers, request, key, number, self.shard_rows)
+            if not shards:
+                row_bytes = sum(v[0].numel() * v.element_size() for v in shard.tensors.values())
+                if row_bytes * len(request.dataset) > self.budget_bytes:
+                    self._over_budget(request)
                     return None
-                outputs = {k: v.new_empty((n, *v.shape[1:])) for k, v in flat.items()}
-            for k, v in flat.items():
-                outputs[k][start : start + len(v)] = v
-        self.built.append(key)
-        self.build_seconds[key] = round(time.perf_counter() - started, 2)
-        self.dense_bytes[key] = dense
-        log.info(
-            "teacher outputs for %s computed once: %d samples, %.2f MB",
+            shards.append(shard)
+        self._record(key, request, round(time.perf_counter() - started, 2), sum(s.dense_bytes for s in shards))
+        return ShardedOutputs.in_memory([(s.start, s.tensors) for s in shards])
+
+    def _over_budget(self, request: SplitRequest) -> None:
+        log.warning(
+            "teacher outputs for %s would take more than teacher.cache_budget_mb=%g; the teacher runs on every %s batch",
             request.split,
-            n,
-            sum(v.numel() * v.element_size() for v in outputs.values()) / 2**20,
+            self.budget_bytes / 2**20,
+            request.split,
         )
-        return outputs
+
+    def _record(self, key: str, request: SplitRequest, seconds: float, dense_bytes: int) -> None:
+        self.built.append(key)
+        self.build_seconds[key] = seconds
+        self.dense_bytes[key] = dense_bytes
+        log.info("teacher outputs for %s computed once: %d samples", request.split, len(request.dataset))

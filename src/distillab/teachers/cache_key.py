@@ -56,8 +56,13 @@ def data_fingerprint(dataset: IndexedTensorDataset, with_domain: bool) -> str:
     return tensors_digest(named)
 
 
-def cache_key(teachers: Teachers, request: SplitRequest) -> str:
-    """The entry's key: 20 hex digits of SHA-256 over everything that determines its outputs."""
+# The on-disk form (teachers/shards.py): a new form gives new keys, so older entries are not found.
+FORMAT_PART = "shards/2"
+
+
+def cache_key(teachers: Teachers, request: SplitRequest, shard_rows: int) -> str:
+    """The entry's key: 20 hex digits of SHA-256 over everything that determines its outputs,
+    the shard size included (each shard draws its own sampled top-k slots)."""
     parts = [
         weights_fingerprint(teachers),
         data_fingerprint(request.dataset, teachers.route_by_domain),
@@ -66,6 +71,7 @@ def cache_key(teachers: Teachers, request: SplitRequest) -> str:
     ]
     if request.keep is not None and (request.hidden_states or request.attentions):
         parts.append("keep=" + ",".join(sorted(request.keep)))
+    parts.append(f"{FORMAT_PART} rows={shard_rows}")
     if request.topk is not None:
         parts.append(f"topk={request.topk} T={request.topk_temperature}")
         if request.topk_samples:
