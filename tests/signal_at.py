@@ -4,7 +4,7 @@
 The same callback config is in every run of the command (a rerun continues the same config):
 ``plan`` lists the signals to send, in order, as ``role:stage:SIGNAL`` (stage ``fit``: the first
 batch of the second epoch, once the first epoch's checkpoint is written; ``test``: the first test
-batch); ``state`` is a file that counts those already sent, so each process sends the next one."""
+batch; ``capture``: stage=capture's third shard, once two are written); ``state`` is a file that counts those already sent, so each process sends the next one."""
 
 from __future__ import annotations
 
@@ -38,3 +38,7 @@ class SignalAt(L.Callback):
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0:
             self._maybe_send("test")
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch_idx == 2:
+            self._maybe_send("capture")

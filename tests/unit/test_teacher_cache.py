@@ -11,8 +11,8 @@ from distillab.data.images.digits_domains import DigitsDomainsDataModule
 from distillab.models.output import ModelOutput
 from distillab.teachers import FrozenTeacher
 from distillab.teachers.cache import SplitRequest, TeacherOutputCache, flatten, unflatten
-from distillab.teachers.shards import MANIFEST, ShardedOutputs
 from distillab.teachers.ensemble import Teachers
+from distillab.teachers.shards import MANIFEST, ShardedOutputs
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 
