@@ -60,3 +60,29 @@ def test_gpu_run_in_bf16(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "bf16-mixed" in (result.run_dir / "config.yaml").read_text()
     assert result.metrics["student"]["test"]["acc"] > 0.3
+
+
+def test_fsdp_is_recognised_as_distributed_and_refused_on_cpu_in_one_line(cli):
+    from omegaconf import OmegaConf
+
+    from distillab.core.distributed import is_distributed
+
+    fsdp = OmegaConf.create({"trainer": {"strategy": {"_target_": "lightning.pytorch.strategies.FSDPStrategy"}}})
+    assert is_distributed(fsdp) and is_distributed(OmegaConf.create({"trainer": {"strategy": "fsdp"}}))
+    assert not is_distributed(OmegaConf.create({"trainer": {"strategy": "auto"}}))
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the run below would start")
+    result = cli("trainer=fsdp", "trainer.accelerator=cpu", tiny=MLP)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "distillab: config error: trainer='{...}': refused by Lightning: The strategy `fsdp` requires a GPU accelerator"
+    )
+    assert not (result.run_dir / "checkpoints").exists(), "nothing trained"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP needs 2 CUDA GPUs")
+def test_two_gpu_fsdp_run(cli, tmp_path):
+    result = cli("trainer=fsdp", tiny=MLP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(stored_teachers(tmp_path / "teachers")) == 1
+    assert result.metrics["student"]["test"]["acc"] > 0.3

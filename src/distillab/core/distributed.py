@@ -18,6 +18,18 @@ def global_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0))
 
 
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp", "FSDPStrategy", "DDPStrategy")
+
+
+def strategy_name(cfg: DictConfig) -> str:
+    """``trainer.strategy`` as a name: the string itself, or the class a ``_target_`` builds."""
+    strategy = cfg.trainer.get("strategy", "")
+    if isinstance(strategy, DictConfig):
+        return str(strategy.get("_target_", "")).rsplit(".", 1)[-1]
+    return str(strategy or "")
+
+
 def is_distributed(cfg: DictConfig) -> bool:
-    """Whether this run trains on several processes (``trainer.strategy`` ddp*, or a launcher set WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or str(cfg.trainer.get("strategy", "")).startswith("ddp")
+    """Whether this run trains on several processes (``trainer.strategy`` ddp* or fsdp*, as a
+    name or a strategy's ``_target_``, or a launcher set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or strategy_name(cfg).startswith(DISTRIBUTED_STRATEGIES)

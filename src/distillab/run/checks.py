@@ -64,7 +64,7 @@ def check_run_config(cfg: DictConfig) -> None:
     check_choice("student_init.from_teacher", cfg.student_init.from_teacher, (True, False))
     check_choice("cache.mode", cfg.cache.mode, CACHE_MODES)
     check_number("cache.budget_mb", cfg.cache.budget_mb, low=0)
-    check_int("cache.shard_rows", cfg.cache.get("shard_rows", 4096), low=1)
+    check_int("cache.shard_rows", cfg.cache.get("shard_rows", 1024), low=1)
     if cfg.stage == "capture":
         check_capture(cfg)
     check_number("teacher.adversarial_weight", cfg.teacher.get("adversarial_weight", 1.0), low=0, high=1)

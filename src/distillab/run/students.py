@@ -35,7 +35,7 @@ class Trained:
 def output_cache(cfg: DictConfig) -> TeacherOutputCache:
     """The run's teacher-output cache, as ``cache.*`` configures it."""
     cache = cfg.cache
-    return TeacherOutputCache(cache.mode, cfg.paths.teachers_dir, cache.budget_mb, cache.get("shard_rows", 4096))
+    return TeacherOutputCache(cache.mode, cfg.paths.teachers_dir, cache.budget_mb, cache.get("shard_rows", 1024))
 
 
 @dataclass

@@ -64,7 +64,7 @@ class TeacherOutputCache:
     """Teacher outputs per split, built on first use and looked up by ``index``."""
 
     def __init__(
-        self, mode: str = "auto", root: str | Path | None = None, budget_mb: float = 2048.0, shard_rows: int = 4096
+        self, mode: str = "auto", root: str | Path | None = None, budget_mb: float = 2048.0, shard_rows: int = 1024
     ):
         self.mode = check_choice("cache", mode, MODES)
         if self.mode in ("auto", "disk") and root is None:
