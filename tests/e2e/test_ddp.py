@@ -74,8 +74,12 @@ def test_fsdp_is_recognised_as_distributed_and_refused_on_cpu_in_one_line(cli):
         pytest.skip("a GPU is here: the run below would start")
     result = cli("trainer=fsdp", "trainer.accelerator=cpu", tiny=MLP)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "distillab: config error: trainer='{...}': refused by Lightning: The strategy `fsdp` requires a GPU accelerator"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "distillab: config error: trainer='{...}': refused by Lightning: The strategy `fsdp` requires a GPU accelerator"
+        )
     )
     assert not (result.run_dir / "checkpoints").exists(), "nothing trained"
 
