@@ -6,9 +6,10 @@
    precision's top-1 agreement with fp32 on the same held-out positions. The teacher is
    SmolLM2-135M-Instruct (V = 49,152) when its package is installed, else a GPT-2 of
    lm_agnews's shape (random weights: speed only, its agreement means nothing).
-2. Memory: the peak RSS of a whole distillation run (the real CLI, experiment=lm_agnews at small
-   widths, the top-128 cache built in the run) when the student's training split holds N tokens
-   and 4N: with shards, the growth is bounded by one shard, not by the split.
+2. Memory: the peak resident memory of a whole distillation run (the real CLI, experiment=lm_agnews
+   at small widths, the top-128 cache built in the run) when the student's training split holds
+   N tokens and 4N, split into the process's own pages and the shards' mapped pages: writing
+   holds one shard, reading maps only the pages of the rows in use.
 
     python benchmarks/capture.py [--blocks 48] [--rounds 3] [--threads 2] [--skip-memory]
 """
@@ -107,21 +108,33 @@ def throughput(args: argparse.Namespace) -> None:
         )
 
 
-def run_peak_rss(args: list[str], cwd: Path) -> tuple[int, dict]:
-    """The peak resident set (bytes) of ``distillab <args>`` in a process of its own, and its metrics."""
-    probe = (
-        "import resource, subprocess, sys\n"
-        "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+def run_peak_rss(args: list[str], cwd: Path) -> tuple[dict[str, int], dict]:
+    """The peaks (MiB) of ``distillab <args>``'s resident memory, sampled every 0.1 s from
+    /proc: ``anon`` (the process's own pages), ``file`` (mapped files: the shards' pages, which
+    are the system's page cache, shared and given back under pressure) and ``total`` (VmRSS);
+    and the run's metrics."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distillab.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env={**os.environ, "DISTILLAB_DATA": str(DATA)},
     )
-    distillab = [sys.executable, "-m", "distillab.cli", *args]
-    out = subprocess.run([sys.executable, "-c", probe, *distillab], capture_output=True, text=True, cwd=cwd,
-                         env={**os.environ, "DISTILLAB_DATA": str(DATA)})  # fmt: skip
-    rc, kib = map(int, out.stdout.split())
-    if rc != 0:
-        raise SystemExit(f"distillab {' '.join(args)} failed (exit {rc})")
+    fields = {"RssAnon": "anon", "RssFile": "file", "VmRSS": "total"}
+    peak = dict.fromkeys(fields.values(), 0)
+    while process.poll() is None:
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                name = line.split(":")[0]
+                if name in fields:
+                    peak[fields[name]] = max(peak[fields[name]], int(line.split()[1]) // 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.1)
+    if process.wait() != 0:
+        raise SystemExit(f"distillab {' '.join(args)} failed (exit {process.returncode})")
     run_dir = next(a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir="))
-    return kib * 1024, json.loads((Path(run_dir) / "metrics.json").read_text())
+    return peak, json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -163,16 +176,18 @@ def memory(args: argparse.Namespace) -> None:
             cache = metrics["teacher_cache"]
             assert cache["computed_here"] == 3, "each size builds its train, val and test entries"
             rows.append((tokens, cache["splits"]["train"]["bytes"], peak))
-    print(f"peak RSS of a distillation run (top-128 cache built in the run, shards of {args.memory_shard_rows} rows)")
+    print(
+        f"peak resident memory of a distillation run (top-128 cache built in the run, shards of {args.memory_shard_rows} rows)"
+    )
     for tokens, outputs, peak in rows:
         print(
-            f"  {tokens:>9,} training tokens: train outputs {outputs / 2**20:7.1f} MB   peak RSS {peak / 2**20:7.1f} MB"
+            f"  {tokens:>9,} training tokens: train outputs {outputs / 2**20:6.1f} MiB   peak RSS {peak['total']:5d} MiB "
+            f"(own pages {peak['anon']:5d}, mapped files {peak['file']:4d})"
         )
-    (n, out_n, peak_n), (_, out_4n, peak_4n) = rows
-    print(
-        f"  4x the tokens: outputs {out_4n / out_n:.2f}x (+{(out_4n - out_n) / 2**20:.0f} MB), "
-        f"peak RSS {peak_4n / peak_n:.3f}x (+{(peak_4n - peak_n) / 2**20:.0f} MB)"
-    )
+    (_, out_n, peak_n), (_, out_4n, peak_4n) = rows
+    print(f"  4x the tokens: outputs {out_4n / out_n:.2f}x (+{(out_4n - out_n) / 2**20:.0f} MiB)")
+    for kind in ("total", "anon", "file"):
+        print(f"    peak {kind:5s} {peak_4n[kind] / peak_n[kind]:.3f}x ({peak_4n[kind] - peak_n[kind]:+d} MiB)")
 
 
 def main() -> None:
