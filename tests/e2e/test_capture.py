@@ -81,6 +81,7 @@ def test_a_captured_entry_is_the_in_run_cache_entry_and_a_sweep_after_it_never_r
     capture = cli("stage=capture", teachers_dir=captured, tiny=QUICK)
     assert capture.returncode == 0, capture.stderr[-3000:]
     assert sorted(capture.metrics["capture"]["splits"]) == ["test", "train", "val"]
+    assert "Captured teacher outputs, train: 1,257 rows in 13 shards" in (capture.run_dir / "report.md").read_text()
 
     logged = ["logger=csv", "trainer.log_every_n_steps=1"]
     same_teacher(captured, in_run)

@@ -111,6 +111,22 @@ def answers_table(language_model: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def capture_lines(metrics: RunMetrics) -> list[str]:
+    """stage=capture: each split's entry, its rows, shards and bytes."""
+    capture = metrics.capture or {}
+    lines = [
+        f"Captured teacher outputs, {split}: {entry['rows']:,} rows in {entry['shards']} shards, "
+        f"{entry['bytes'] / 2**20:.1f} MB, entry {entry['key']}.  "
+        for split, entry in capture.get("splits", {}).items()
+    ]
+    if lines:
+        lines.append(
+            f"Shards computed here: {capture['shards_computed_here']}, found finished: {capture['shards_reused']}."
+        )
+        lines.append("")
+    return lines
+
+
 def language_model_lines(metrics: RunMetrics) -> list[str]:
     """The teacher cache's size and build time, then each model's generations."""
     lines = []
@@ -161,6 +177,7 @@ def write_report(metrics: RunMetrics, run_dir: Path, overrides: list[str]) -> No
         markdown_table(summary_rows(metrics)),
         "",
         *compression_lines(metrics),
+        *capture_lines(metrics),
         *language_model_lines(metrics),
         (
             LANGUAGE_MODEL_NOTE
