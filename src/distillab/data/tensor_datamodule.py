@@ -86,10 +86,12 @@ class IndexedTensorDataset(Dataset):
     def batch(self, idx: Tensor, full_length: bool = False) -> Batch:
         """The samples at positions ``idx`` as one batch dict; token inputs cut to the longest
         sequence in it unless ``full_length`` (the teacher cache stores every position)."""
-        inputs = take_inputs(self.inputs, idx)
+        inputs, labels = take_inputs(self.inputs, idx), self.labels[idx]
         if self.dynamic_padding and not full_length:
             inputs = trim_padding(inputs)
-        batch: Batch = {"inputs": inputs, "labels": self.labels[idx], "index": idx}
+            if labels.dim() > 1 and isinstance(inputs, dict) and "attention_mask" in inputs:
+                labels = labels[:, : inputs["attention_mask"].shape[1]]  # a label per token: cut with the inputs
+        batch: Batch = {"inputs": inputs, "labels": labels, "index": idx}
         batch.update({k: v[idx] for k, v in self.extras.items()})
         return batch
 

@@ -102,7 +102,7 @@ def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what:
 
 
 @contextmanager
-def _lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
+def fixed_lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
     """Inside the block, pad and truncate to ``max_length``; after it, the tokenizer's own
     settings again (the object may be shared)."""
     padding, truncation = tokenizer.padding, tokenizer.truncation
@@ -126,7 +126,7 @@ def _lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
 def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
     """``input_ids`` and ``attention_mask``, LongTensors of shape [N, max_length]: each text
     as ``[CLS] tokens [SEP]``, truncated (keeping ``[SEP]``) and padded with id 0."""
-    with _lengths(tokenizer, max_length):
+    with fixed_lengths(tokenizer, max_length):
         encodings = tokenizer.encode_batch(list(texts))
     shape = (len(encodings), max_length)
     return {
