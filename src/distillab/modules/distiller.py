@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from distillab.data.batch import Batch
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses.adversarial import PERTURBED, AdversarialLoss
 from distillab.losses.composite import CompositeLoss, LossResult
+from distillab.losses.kd import IGNORE_INDEX
 from distillab.losses.token import token_temperature
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
@@ -84,7 +86,12 @@ class DistillationModule(ClassifierModule):
         inputs = batch["inputs"]
         seq_len = inputs["attention_mask"].shape[1] if isinstance(inputs, dict) and "attention_mask" in inputs else None
         cached = self.cache.lookup(split, batch["index"], seq_len)
-        return cached if cached is not None else self.teachers(batch, **needs)
+        if cached is None:
+            return self.teachers(batch, **needs)
+        if self.task == "token_classification":  # the cache keeps every position of the logits too
+            cut = lambda out: replace(out, logits=out.logits[:, :seq_len])  # noqa: E731
+            cached = [cut(out) for out in cached] if isinstance(cached, list) else cut(cached)
+        return cached
 
     def training_loss(self, batch: Batch) -> LossResult:
         needs = self._outputs_needed()
@@ -102,7 +109,10 @@ class DistillationModule(ClassifierModule):
     def evaluate(self, batch: Batch, split: str) -> ModelOutput:
         out = super().evaluate(batch, split)
         agreement = self.val_agreement if split == "val" else self.test_agreement
-        agreement.update((out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float())
+        agree = (out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float()
+        if self.task == "token_classification":  # over the words, as the metrics: not sub-tokens or padding
+            agree = agree[batch["labels"] != IGNORE_INDEX]
+        agreement.update(agree)
         return out
 
     def _prepare_cache(self, split: str, **needs: bool) -> None:
