@@ -83,7 +83,7 @@ def test_conll_sentences_split_on_blank_and_tab_only_lines(tmp_path):
         ("hi\tO\nthere O\n", "line 2 has no tab between token and tag: 'there O'"),
         ("hi\t\n", "line 1 has an empty tag"),
         ("\n\t\n", "has no sentences"),
-        ("hi\tO\n\nParis\tB-city\n", "has tag 'B-city' on line 3 (1 tokens), not among the labels"),
+        ("hi\tO\n\nParis\tB-city\n", "has tag 'B-city' on line 3 (1 word), not among the labels"),
     ],
 )
 def test_a_bad_conll_file_is_one_config_error_naming_the_key(tmp_path, text, message):

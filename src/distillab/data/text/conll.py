@@ -101,7 +101,8 @@ def tag_ids(key: str, path: Path, sentences: TaggedSentences, names: Sequence[st
         raise ConfigError(
             key,
             str(path),
-            f"has tag {tag!r} on line {_line_of(path, tag)} ({count} tokens{more}), not among the labels "
+            f"has tag {tag!r} on line {_line_of(path, tag)} ({count} {'word' if count == 1 else 'words'}{more}), "
+            f"not among the labels "
             f"{list(names)}: add it to data.labels or fix the file",
         )
     return [[ids[tag] for tag in sentence] for sentence in sentences.tags]
