@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tokenizers import Encoding, Tokenizer
 from torch import Tensor
 
-from distillab.data.tokenizer import fixed_lengths
+from distillab.data.tokenizer import fixed_lengths, pad_id_of
 
 IGNORE_INDEX = -100  # F.cross_entropy's ignore_index: what losses/kd.py and every metric skip
 
@@ -55,7 +56,8 @@ def encode_tagged(
     word keeps a position when the sentence fits."""
     sentences = [list(sentence) for sentence in words]
     unk, unknown = _unknown_token(tokenizer), 0
-    with fixed_lengths(tokenizer, max_length):
+    # Truncated, not padded: padding is written below, so each encoding is a sentence long.
+    with fixed_lengths(tokenizer, max_length, pad=False):
         encodings = tokenizer.encode_batch(sentences, is_pretokenized=True)
         for i, encoding in enumerate(encodings):
             dropped = _dropped_words(encoding, len(sentences[i]))
@@ -63,16 +65,17 @@ def encode_tagged(
                 unknown += len(dropped)
                 sentences[i] = [unk if j in dropped else word for j, word in enumerate(sentences[i])]
                 encodings[i] = tokenizer.encode(sentences[i], is_pretokenized=True)
-    labels, cut = [], 0
-    for encoding, sentence_tags in zip(encodings, tags):
-        labels.append(first_subtoken_labels(encoding.word_ids, sentence_tags))
-        cut += len(sentence_tags) - len({w for w in encoding.word_ids if w is not None})
-    shape = (len(encodings), max_length)
-    inputs = {
-        "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long).view(shape),
-        "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long).view(shape),
-    }
-    return TaggedEncoding(inputs, torch.tensor(labels, dtype=torch.long).view(shape), cut, unknown)
+    ids = np.full((len(encodings), max_length), pad_id_of(tokenizer), dtype=np.int64)
+    mask = np.zeros((len(encodings), max_length), dtype=np.int64)
+    labels = np.full((len(encodings), max_length), IGNORE_INDEX, dtype=np.int64)
+    cut = 0
+    for i, (encoding, sentence_tags) in enumerate(zip(encodings, tags)):
+        word_ids, n = encoding.word_ids, len(encoding.ids)
+        ids[i, :n], mask[i, :n] = encoding.ids, 1
+        labels[i, :n] = first_subtoken_labels(word_ids, sentence_tags)
+        cut += len(sentence_tags) - len({w for w in word_ids if w is not None})
+    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    return TaggedEncoding(inputs, torch.from_numpy(labels), cut, unknown)
 
 
 def _dropped_words(encoding: Encoding, n_words: int) -> set[int]:
