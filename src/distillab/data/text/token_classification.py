@@ -123,15 +123,13 @@ class TokenClassificationDataModule(TokenizedTextDataModule):
     def load_splits(self) -> dict[str, tuple[dict[str, Tensor], Tensor]]:
         read = self._read()
         names = list(self.tag_names) if self.tag_names else sorted_tags(read["train"])
+        ids = {split: tag_ids(self._file_key(split), self._path(split), s, names) for split, s in read.items()}
         # The vocabulary of a WordPiece trained here comes from every training sentence, before
         # max_train_samples subsets them (as for text classification).
         self.tokenizer = self.load_tokenizer([" ".join(words) for words in read["train"].words])
         if self.max_train_samples is not None and self.max_train_samples < len(read["train"]):
             read["train"], _ = _random_split(read["train"], self.max_train_samples, self.split_seed)
-        ids = {
-            split: tag_ids(self._file_key(split), self._path(split), sentences, names)
-            for split, sentences in read.items()
-        }
+            ids["train"] = tag_ids("train_file", self._path("train"), read["train"], names)
         self.label_names, self.num_classes = names, len(names)
         self.texts = {split: [" ".join(words) for words in sentences.words] for split, sentences in read.items()}
         self.rows_key = content_key(

@@ -66,23 +66,35 @@ def test_ner_on_real_rows_with_tiny_berts(cli):
         assert model(**ids).logits.shape[-1] == 13
 
 
-@needs_wnut17
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["mode=mutual", "loss=dml"], "mode='mutual': mutual learning scores one label per input"),
-        (["bow_baseline=true"], "bow_baseline=True: classifies whole texts"),
         (
-            ["model/teacher=vit_digits", "model/student=bert_tiny"],
+            ["data.train_file=no_tab.conll"],
+            "data.train_file='<dir>/no_tab.conll': line 2 has no tab between token and tag",
+        ),
+        (["data.test_file=bad_tag.conll"], "data.test_file='<dir>/bad_tag.conll': has tag 'B-city' on line 3 (1 word)"),
+        (["mode=mutual", "loss=dml"], "mode='mutual': mutual learning scores one label per input"),
+        (
+            ["model/teacher=vit_digits"],
             "model.teacher._target_='distillab.models.build_vit': builds a model of one label per input",
         ),
     ],
 )
-def test_what_assumes_one_label_per_input_is_one_line(cli, overrides, message):
-    result = cli("data=wnut17", "model/teacher=bert_small", "model/student=bert_tiny", *overrides, tiny=False)
+def test_a_bad_file_or_what_assumes_one_label_per_input_is_one_line(cli, tmp_path, overrides, message):
+    folder = tmp_path / "conll"
+    folder.mkdir()
+    (folder / "good.conll").write_text("Empire\tB-location\nState\tI-location\n\nhi\tO\n")
+    (folder / "no_tab.conll").write_text("hi\tO\nthere O\n")
+    (folder / "bad_tag.conll").write_text("hi\tO\n\nParis\tB-city\n")
+    files = [f"data.data_dir={folder}", "data.train_file=good.conll", "data.val_file=good.conll"]
+    files.append("data.test_file=good.conll")
+    result = cli("data=wnut17", "model/teacher=bert_small", "model/student=bert_tiny", *files, *overrides, tiny=False)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1].startswith(f"distillab: config error: {message}")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"distillab: config error: {message.replace('<dir>', str(folder))}"), last
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "teachers").exists(), "nothing may be trained before the config is checked"
 
 
 @needs_wnut17
