@@ -108,7 +108,9 @@ class TensorDataModule(L.LightningDataModule):
     ``(inputs, labels)``; everything else (loaders, validation of the loader knobs) is here.
     """
 
-    task: str = "classification"  # or "language_model": labels [B, L], the next token at each position
+    # Or "token_classification": labels [B, L], a word's tag at its first sub-token (-100 elsewhere);
+    # or "language_model": labels [B, L], the next token at each position.
+    task: str = "classification"
     num_classes: int
     num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
     # Text: cut each batch to its longest sequence (see trim_padding).
