@@ -2,14 +2,16 @@
 # Runs the paper reproductions of docs/REPRODUCTIONS.md from scratch (each with its own,
 # empty teacher store, so the wall time includes training the teachers) and summarises each.
 #   bash scripts/reproduce.sh [hinton_mnist vit_fashion distilbert_sst2 distilbert_sst2_scratch
-#                              cross_domain_text minilm_sst2 digits_few_labels sst2_few_labels digits_ard]
+#                              cross_domain_text minilm_sst2 digits_few_labels sst2_few_labels digits_ard
+#                              minilm_wnut17]
 # Output: outputs/reproductions/<name>/ (runs, summary/ tables and plots, time.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(hinton_mnist vit_fashion distilbert_sst2 distilbert_sst2_scratch
-                                  cross_domain_text minilm_sst2 digits_few_labels sst2_few_labels digits_ard)
+                                  cross_domain_text minilm_sst2 digits_few_labels sst2_few_labels digits_ard
+                                  minilm_wnut17)
 for name in "${names[@]}"; do
   out=outputs/reproductions/$name
   rm -rf "$out"

@@ -43,6 +43,7 @@ FILES = {  # placeholder: what make_files writes there
     "<pretrained_no_weights>": "a pretrained folder with a tiny BERT's config.json and no weight file",
     "<pretrained_unknown_type>": "a pretrained folder whose config.json names a model_type transformers does not know",
     "<latin1_text_file>": "a text file of two lines in Latin-1, not UTF-8",
+    "<bad_conll>": "a folder of CoNLL files: good.conll, no_tab.conll (line 2 has no tab), bad_tag.conll (a tag WNUT-17 lacks)",
 }
 
 
@@ -159,6 +160,14 @@ def make_files(folder: Path) -> dict[str, Path]:
         (files[name] / "config.json").write_text(text)
     files["<latin1_text_file>"] = files["<latin1_text_file>"].with_suffix(".txt")
     files["<latin1_text_file>"].write_bytes("un film très réussi\nune histoire émouvante\n".encode("latin-1"))
+    files["<bad_conll>"].mkdir()
+    conll = {
+        "good.conll": "Empire\tB-location\nState\tI-location\n\nhi\tO\nBob\tB-person\n",
+        "no_tab.conll": "hi\tO\nthere O\n",
+        "bad_tag.conll": "hi\tO\n\nParis\tB-city\n",
+    }
+    for name, text in conll.items():
+        (files["<bad_conll>"] / name).write_text(text)
     return files
 
 

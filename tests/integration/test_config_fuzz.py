@@ -32,7 +32,7 @@ from tiny_llm import write_tiny_llm
 
 # Where the test's runs would write (nothing trains, but paths are checked for writability).
 PATH_KEYS = ("paths.root_dir", "paths.log_dir", "paths.output_dir", "paths.teachers_dir")
-NEEDS_MINILM = ("minilm_sst2", "distilbert_sst2")
+NEEDS_MINILM = ("minilm_sst2", "distilbert_sst2", "minilm_wnut17")
 # The same keys over fewer rows, where data set-up is what a case costs.
 SMALLER = {
     "lm_agnews": ["data.vocab_size=400", "data.sources.2.path=${paths.data_root}/sst2/test.tsv"],

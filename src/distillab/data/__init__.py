@@ -10,6 +10,7 @@ from distillab.data.language.lm_corpus import CorpusDataModule
 from distillab.data.tensor_datamodule import IndexedTensorDataset, TensorDataModule
 from distillab.data.text.classification import TextClassificationDataModule
 from distillab.data.text.domains import TextDomainsDataModule
+from distillab.data.text.token_classification import TokenClassificationDataModule
 
 __all__ = [
     "Batch",
@@ -25,4 +26,5 @@ __all__ = [
     "TensorDataModule",
     "TextClassificationDataModule",
     "TextDomainsDataModule",
+    "TokenClassificationDataModule",
 ]

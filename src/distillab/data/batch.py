@@ -22,8 +22,9 @@ class _EveryBatch(TypedDict):
     # The data module (IndexedTensorDataset.batch); the on-policy batch (teachers/sequences.py)
     # replaces them with the student's sampled sequences.
     inputs: Inputs
-    # The data module: class ids [B], or the next token at each position [B, L] for language
-    # models; the on-policy batch: the student's sampled next tokens.
+    # The data module: class ids [B], a word's tag at its first sub-token [B, L] for token
+    # classification (-100 elsewhere: data/text/token_labels.py), or the next token at each
+    # position [B, L] for language models; the on-policy batch: the student's sampled next tokens.
     labels: Tensor
     # The data module: each sample's position in its split, stable across epochs, shuffles and
     # DDP shards: what the teacher-output cache (teachers/cache.py) is keyed by.

@@ -86,10 +86,12 @@ class IndexedTensorDataset(Dataset):
     def batch(self, idx: Tensor, full_length: bool = False) -> Batch:
         """The samples at positions ``idx`` as one batch dict; token inputs cut to the longest
         sequence in it unless ``full_length`` (the teacher cache stores every position)."""
-        inputs = take_inputs(self.inputs, idx)
+        inputs, labels = take_inputs(self.inputs, idx), self.labels[idx]
         if self.dynamic_padding and not full_length:
             inputs = trim_padding(inputs)
-        batch: Batch = {"inputs": inputs, "labels": self.labels[idx], "index": idx}
+            if labels.dim() > 1 and isinstance(inputs, dict) and "attention_mask" in inputs:
+                labels = labels[:, : inputs["attention_mask"].shape[1]]  # a label per token: cut with the inputs
+        batch: Batch = {"inputs": inputs, "labels": labels, "index": idx}
         batch.update({k: v[idx] for k, v in self.extras.items()})
         return batch
 
@@ -106,7 +108,9 @@ class TensorDataModule(L.LightningDataModule):
     ``(inputs, labels)``; everything else (loaders, validation of the loader knobs) is here.
     """
 
-    task: str = "classification"  # or "language_model": labels [B, L], the next token at each position
+    # Or "token_classification": labels [B, L], a word's tag at its first sub-token (-100 elsewhere);
+    # or "language_model": labels [B, L], the next token at each position.
+    task: str = "classification"
     num_classes: int
     num_domains: int = 1  # > 1 when batches carry a "domain" id (cross-domain distillation)
     # Text: cut each batch to its longest sequence (see trim_padding).

@@ -101,17 +101,23 @@ def stored_tokenizer(root: Path, key: str, train: Callable[[], Tokenizer], what:
     return tokenizer
 
 
+def pad_id_of(tokenizer: Tokenizer) -> int:
+    """The id a tokenizer pads with: a pretrained one names its own (RoBERTa's <pad> is 1); ours is [PAD], 0."""
+    return tokenizer.padding["pad_id"] if tokenizer.padding else 0
+
+
 @contextmanager
-def _lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
-    """Inside the block, pad and truncate to ``max_length``; after it, the tokenizer's own
-    settings again (the object may be shared)."""
+def fixed_lengths(tokenizer: Tokenizer, max_length: int, pad: bool = True) -> Iterator[Tokenizer]:
+    """Inside the block, truncate to ``max_length`` (and with ``pad``, pad to it); after it, the
+    tokenizer's own settings again (the object may be shared)."""
     padding, truncation = tokenizer.padding, tokenizer.truncation
     tokenizer.no_padding()
     tokenizer.no_truncation()
     tokenizer.enable_truncation(max_length)
     # A pretrained tokenizer names its own pad token (RoBERTa's is <pad>); ours is [PAD], id 0.
-    pad = {k: padding[k] for k in ("pad_id", "pad_token")} if padding else {"pad_id": 0, "pad_token": "[PAD]"}
-    tokenizer.enable_padding(**pad, length=max_length)
+    token = {k: padding[k] for k in ("pad_id", "pad_token")} if padding else {"pad_id": 0, "pad_token": "[PAD]"}
+    if pad:
+        tokenizer.enable_padding(**token, length=max_length)
     try:
         yield tokenizer
     finally:
@@ -126,7 +132,7 @@ def _lengths(tokenizer: Tokenizer, max_length: int) -> Iterator[Tokenizer]:
 def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> dict[str, Tensor]:
     """``input_ids`` and ``attention_mask``, LongTensors of shape [N, max_length]: each text
     as ``[CLS] tokens [SEP]``, truncated (keeping ``[SEP]``) and padded with id 0."""
-    with _lengths(tokenizer, max_length):
+    with fixed_lengths(tokenizer, max_length):
         encodings = tokenizer.encode_batch(list(texts))
     shape = (len(encodings), max_length)
     return {

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from distillab.core.config import check_int, check_number
 from distillab.data.tensor_datamodule import Inputs, take_inputs
+from distillab.evaluation.entity_metrics import IGNORE_INDEX
 
 COLUMNS = (
     ("name", "model"),
@@ -196,13 +197,15 @@ def latency_ms(
 
 
 def accuracy(model: nn.Module, dataloader: Iterable[dict[str, Any]]) -> float:
-    """Top-1 accuracy over every batch of ``dataloader`` (micro: each sample counts once)."""
+    """Top-1 accuracy over every batch of ``dataloader`` (micro: each sample counts once; with a
+    label per token, each labelled token, as the token classification metrics count words)."""
     correct = total = 0
     with evaluating(model):
         for batch in dataloader:
-            predicted = logits_of(model(batch["inputs"])).argmax(-1)
-            correct += int((predicted == batch["labels"]).sum())
-            total += len(batch["labels"])
+            predicted, labels = logits_of(model(batch["inputs"])).argmax(-1), batch["labels"]
+            scored = labels != IGNORE_INDEX
+            correct += int((predicted == labels)[scored].sum())
+            total += int(scored.sum())
     if not total:
         raise ValueError("the dataloader yielded no samples: accuracy is undefined")
     return correct / total

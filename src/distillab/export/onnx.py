@@ -53,7 +53,8 @@ class _LogitsOnly(nn.Module):
 
 
 def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | Path) -> Path:
-    """Write ``model``'s logits as an ONNX graph with a dynamic batch axis; returns the path.
+    """Write ``model``'s logits as an ONNX graph with a dynamic batch axis (and, for token
+    inputs, a dynamic length); returns the path.
 
     ``example_inputs`` is a tensor (fed as ``model.input_name``) or a dict of tensors
     (``input_ids``, ``attention_mask``, ...); the graph's inputs carry the same names, and
@@ -69,6 +70,12 @@ def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | Path) -> P
     graph_model = deployable_copy(model)
     wrapped = _LogitsOnly(graph_model, names if isinstance(example_inputs, Mapping) else None).eval()
     batch = Dim("batch", min=1)
+    # Token inputs [B, L]: the length is dynamic too, since text batches are cut to their longest
+    # sequence (dynamic padding) and a graph fixed at the example's length rejects every other.
+    tokens = isinstance(example_inputs, Mapping) and all(t.dim() == 2 for t in tensors)
+    if tokens and tensors[0].shape[1] == 1:
+        tensors = [torch.cat([t, t], dim=1) for t in tensors]  # as for the batch: not specialised to 1
+    axes = {0: batch, 1: Dim("length", min=1)} if tokens else {0: batch}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     param_bytes = sum(p.numel() * p.element_size() for p in graph_model.parameters())
@@ -82,7 +89,7 @@ def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | Path) -> P
             dynamo=True,
             input_names=names,
             output_names=["logits"],
-            dynamic_shapes=(tuple({0: batch} for _ in tensors),),  # one spec for the *tensors tuple
+            dynamic_shapes=(tuple(axes for _ in tensors),),  # one spec for the *tensors tuple
             external_data=param_bytes > _EXTERNAL_DATA_BYTES,
             verbose=False,
         )
@@ -112,7 +119,7 @@ def onnx_agreement(path: str | Path, model: nn.Module, dataloader: Iterable[dict
             onnx_logits = torch.from_numpy(session.run(["logits"], feed)[0])
             torch_logits = logits_of(model(batch["inputs"])).float().cpu()
             agree += int((onnx_logits.argmax(-1) == torch_logits.argmax(-1)).sum())
-            total += len(torch_logits)
+            total += torch_logits.argmax(-1).numel()  # samples, or every token position of a token classifier
             max_diff = max(max_diff, float((onnx_logits - torch_logits).abs().max()))
     if not total:
         raise ValueError("the dataloader yielded no samples: nothing to compare")

@@ -103,6 +103,18 @@ def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | Non
     return masked_mean((upcast(student_logits) - upcast(teacher_logits)).pow(2).mean(-1), mask)
 
 
+def positions(student_out: ModelOutput, batch: Batch) -> Tensor | None:
+    """Where a distillation term on logits averages: the batch's ``mask``, less, when there is a
+    label per position (token classification, language models), the positions labelled
+    IGNORE_INDEX (a word's later sub-tokens, special tokens, padding), which are in neither the
+    sum nor the count. One label per sample (a [B] label for [B, C] logits) changes nothing: a
+    distillation term reads every sample, those without a label too."""
+    labels, mask = batch.get("labels"), batch.get("mask")
+    if labels is None or labels.dim() < 2 or labels.shape != student_out.logits.shape[:-1]:
+        return mask
+    return counted(labels, mask)
+
+
 class CrossEntropy(LossTerm):
     """Supervised term: CE(student, labels), averaged over the samples that have a label (all,
     unless the data keep only a fraction: ``data.labelled_fraction``); 0 when none has."""
@@ -114,7 +126,9 @@ class CrossEntropy(LossTerm):
 class SoftTargetKL(TeacherChoice):
     """Distillation term: T^2 * KL(p_teacher || softmax(s/T)); see :func:`soft_target_kl`.
 
-    With several teachers, p is their combined distribution (see teacher_targets.py).
+    With several teachers, p is their combined distribution (see teacher_targets.py). With a
+    label per position (token classification), the KD of each token, averaged over the tokens
+    that carry a label (:func:`positions`).
     """
 
     def __init__(
@@ -129,7 +143,7 @@ class SoftTargetKL(TeacherChoice):
 
     def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         log_p = self.log_probs(teacher_out, self.temperature)
-        return kl_to_target(student_out.logits, log_p, self.temperature, batch.get("mask"))
+        return kl_to_target(student_out.logits, log_p, self.temperature, positions(student_out, batch))
 
 
 class SoftTargetCE(SoftTargetKL):
@@ -137,14 +151,14 @@ class SoftTargetCE(SoftTargetKL):
 
     def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
         log_p = self.log_probs(teacher_out, self.temperature)
-        return soft_target_ce(student_out.logits, log_p, self.temperature, batch.get("mask"))
+        return soft_target_ce(student_out.logits, log_p, self.temperature, positions(student_out, batch))
 
 
 class LogitMSE(TeacherChoice):
     """Logit matching term; see :func:`logit_mse`."""
 
     def forward(self, student_out: ModelOutput, teacher_out: TeacherOut, batch: Batch) -> Tensor:
-        return logit_mse(student_out.logits, self.logits(teacher_out), batch.get("mask"))
+        return logit_mse(student_out.logits, self.logits(teacher_out), positions(student_out, batch))
 
 
 class HintonKD(CompositeLoss):

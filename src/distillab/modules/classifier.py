@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from distillab.core.checkpoints import rng_states, set_rng_states
 from distillab.core.config import check_choice, check_number
 from distillab.data.batch import Batch
+from distillab.evaluation.entity_metrics import name_tags, token_classification_metrics
 from distillab.evaluation.lm_metrics import language_model_metrics, masked_labels
 from distillab.evaluation.metrics import classification_metrics
 from distillab.losses.composite import LossResult
@@ -23,7 +24,7 @@ from distillab.modules.optim import OptimizerConfig, build_optimizer
 from distillab.pruning.magnitude import restore_masks
 from distillab.robustness import Attack, perturb
 
-TASKS = ("classification", "language_model")
+TASKS = ("classification", "language_model", "token_classification")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,6 +40,9 @@ class ClassifierModule(L.LightningModule):
     forward through ``torch.compile`` (slow to start, faster per step on long runs).
     ``task="language_model"`` (the data's ``task``): labels are next tokens [batch, seq] and
     val/test log perplexity and next-token accuracy instead of the classification metrics.
+    ``task="token_classification"``: labels are tags [batch, seq] (-100 where no word starts) and
+    val/test log word accuracy and seqeval's entity precision, recall and F1 under the same names;
+    their tag names are ``label_names``, else the datamodule's, read when a Trainer sets up.
     """
 
     def __init__(
@@ -50,9 +54,11 @@ class ClassifierModule(L.LightningModule):
         attack: Attack | None = None,
         adversarial_weight: float = 1.0,
         task: str = "classification",
+        label_names: list[str] | None = None,
     ):
         super().__init__()
         self.task = check_choice("task", task, TASKS)
+        self.label_names = label_names  # token classification: the tags, in id order (None: the datamodule's)
         self.model = model
         # Adversarial training (Madry et al. 2018): L = (1 - w)·CE(x) + w·CE(x + δ*), δ* from ``attack``.
         self.attack = attack
@@ -61,13 +67,21 @@ class ClassifierModule(L.LightningModule):
         # so that checkpoints hold the plain model's keys.
         self.__dict__["run_model"] = torch.compile(model) if compile_model else model
         self.optimizer_config = optimizer or OptimizerConfig()
-        metrics = (
-            (lambda p: language_model_metrics(p))
-            if task == "language_model"
-            else (lambda p: classification_metrics(num_classes, p))
-        )
+        metrics = {
+            "language_model": lambda p: language_model_metrics(p),
+            "token_classification": lambda p: token_classification_metrics(p, label_names),
+        }.get(task, lambda p: classification_metrics(num_classes, p))
         self.val_metrics, self.test_metrics = metrics("val/"), metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    def setup(self, stage: str) -> None:
+        if self.task == "token_classification" and self.label_names is None:
+            names = getattr(self.trainer.datamodule, "label_names", None)
+            if not names:
+                raise ValueError("token classification needs a datamodule with label_names (the tags, in id order)")
+            self.label_names = list(names)
+            for metrics in (self.val_metrics, self.test_metrics):
+                name_tags(metrics, names)
 
     def forward(self, inputs: Tensor | dict[str, Tensor]) -> ModelOutput:
         return self.model(inputs)

@@ -16,6 +16,7 @@ from distillab.data.batch import Batch
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.losses.adversarial import PERTURBED, AdversarialLoss
 from distillab.losses.composite import CompositeLoss, LossResult
+from distillab.losses.kd import IGNORE_INDEX
 from distillab.losses.token import token_temperature
 from distillab.models.output import ModelOutput, TransformerClassifier
 from distillab.modules.classifier import ClassifierModule
@@ -103,7 +104,10 @@ class DistillationModule(ClassifierModule):
     def evaluate(self, batch: Batch, split: str) -> ModelOutput:
         out = super().evaluate(batch, split)
         agreement = self.val_agreement if split == "val" else self.test_agreement
-        agreement.update((out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float())
+        agree = (out.logits.argmax(-1) == top1(self.teacher_outputs(batch, split))).float()
+        if self.task == "token_classification":  # over the words, as the metrics: not sub-tokens or padding
+            agree = agree[batch["labels"] != IGNORE_INDEX]
+        agreement.update(agree)
         return out
 
     def cache_request(

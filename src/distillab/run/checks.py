@@ -4,6 +4,7 @@ loss, cache), run before anything is trained; each error names its key."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from distillab.core.config import ConfigError, check_choice, check_int, check_number, check_seed, section
 from distillab.data.tensor_datamodule import TensorDataModule
 from distillab.data.text.tokenized import TokenizedTextDataModule
+from distillab.evaluation.entity_metrics import token_classification_metrics
 from distillab.evaluation.lm_metrics import language_model_metrics
 from distillab.evaluation.metrics import classification_metrics
 from distillab.evaluation.precision import precision_dtype
@@ -153,16 +155,53 @@ def check_teacher_paths(cfg: DictConfig) -> None:
 
 def check_data_module(cfg: DictConfig, datamodule: TensorDataModule) -> None:
     """What the data module, built but not yet read, must agree with: the metrics the callbacks
-    monitor (those its task logs), and text that fits every model's positions."""
+    monitor (those its task logs), text that fits every model's positions, and for token
+    classification, the run's parts that can label tokens."""
     check_monitors(cfg, datamodule.task)
     if isinstance(datamodule, TokenizedTextDataModule):
         check_max_length(cfg, datamodule.max_length)
+    if datamodule.task == "token_classification":
+        check_token_classification(cfg)
+
+
+def check_token_classification(cfg: DictConfig) -> None:
+    """A label per token (data=wnut17): what assumes one label per input is refused, one line
+    each, before anything is read or trained."""
+    if cfg.mode == "mutual":
+        raise ConfigError("mode", cfg.mode, "mutual learning scores one label per input; this data labels every token")
+    if cfg.get("robustness", {}).get("attacks"):
+        raise ConfigError(
+            "robustness.attacks",
+            "[...]",
+            "accuracy under attack counts one label per input; this data labels every token",
+        )
+    if cfg.get("bow_baseline"):
+        raise ConfigError(
+            "bow_baseline", True, "classifies whole texts from their words; this data labels every token (set it false)"
+        )
+    for key, node in model_nodes(cfg):
+        target = node.get("_target_")
+        try:
+            parameters = inspect.signature(get_object(str(target))).parameters
+            takes_task = "task" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        except (ImportError, ValueError, AttributeError, TypeError):
+            continue  # reported when the model is built
+        if not takes_task:
+            raise ConfigError(
+                f"{key}._target_",
+                target,
+                "builds a model of one label per input; this data labels every token: use a BERT-style "
+                "encoder (model/teacher=minilm_l6 or bert_small, model/student=minilm_layers or bert_tiny)",
+            )
 
 
 def logged_metrics(task: str, distills: bool) -> list[str]:
     """The validation metrics every module of the run logs (modules/classifier.py), those a
     callback may monitor; ``val/agreement`` (with the teacher) only when the student alone trains."""
-    metrics = language_model_metrics("val/") if task == "language_model" else classification_metrics(2, "val/")
+    metrics = {
+        "language_model": lambda: language_model_metrics("val/"),
+        "token_classification": lambda: token_classification_metrics("val/"),
+    }.get(task, lambda: classification_metrics(2, "val/"))()
     return ["val/loss", *metrics.keys(), *(["val/agreement"] if distills else [])]
 
 

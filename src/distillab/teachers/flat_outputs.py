@@ -75,8 +75,9 @@ def unflatten(flat: dict[str, Tensor]) -> ModelOutput | list[ModelOutput] | TopK
 
 
 def cut_positions(name: str, value: Tensor, seq_len: int | None) -> Tensor:
-    """Token positions past ``seq_len`` dropped: [B, T, H] hidden states, [B, heads, T, T] attentions."""
-    if seq_len is None or ".logits" in name:
+    """Token positions past ``seq_len`` dropped: [B, T, H] hidden states, [B, heads, T, T]
+    attentions, [B, T, C] logits of a label per token (one row of class logits is kept whole)."""
+    if seq_len is None or (name.endswith(".logits") and value.dim() < 3):
         return value
     if ".attentions." in name:
         return value[:, :, :seq_len, :seq_len]

@@ -1,1 +1,2 @@
-"""Text classification data sets: TSV/CSV tables, domains, unlabelled sentences."""
+"""Text data sets: classification from TSV/CSV tables, domains, unlabelled sentences; token
+classification (named entities) from CoNLL files."""

@@ -29,13 +29,13 @@ from distillab.data.text.files import (
     text_files,
 )
 from distillab.data.text.table import Column
-from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits
+from distillab.data.text.tokenized import LabelledTextDataModule, tokenize_splits
 from distillab.data.text.unlabelled import check_unlabelled, read_lines, with_unlabelled
 
 log = logging.getLogger(__name__)
 
 
-class TextClassificationDataModule(TokenizedTextDataModule):
+class TextClassificationDataModule(LabelledTextDataModule):
     """One text classification data set from files; see the module docstring."""
 
     location_keys = LOCATION_KEYS

@@ -30,7 +30,7 @@ from distillab.data.text.files import (
     subset_train,
     text_files,
 )
-from distillab.data.text.tokenized import TokenizedTextDataModule, tokenize_splits
+from distillab.data.text.tokenized import LabelledTextDataModule, tokenize_splits
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def join_domains(parts: Mapping[str, TextSplits]) -> tuple[TextSplits, dict[str,
     return joined, {split: torch.cat(domains[split]) for split in SPLIT_FILES}
 
 
-class TextDomainsDataModule(TokenizedTextDataModule):
+class TextDomainsDataModule(LabelledTextDataModule):
     """Several text data sets, one domain each, sharing one tokenizer."""
 
     # Each domain's file keys, labels and subset: all in the joined rows the store key hashes.

@@ -52,17 +52,18 @@ def tokenize_splits(
     return {split: encode(tokenizer, split_texts, max_length) for split, split_texts in texts.items()}
 
 
-class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts, KeyedByRows):
+class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, KeyedByRows):
     """What every text data module shares: token-id inputs, cut per batch, from a tokenizer
     trained here or, after :meth:`use_tokenizer`, a pretrained model's own; a teacher store key
-    from the rows read (``rows_key``, set by ``load_splits``), not from the files named."""
+    from the rows read (``rows_key``, set by ``load_splits``), not from the files named; label
+    names (``label_names``: of texts, or of tokens for token classification)."""
 
     dynamic_padding = True
     tokenizer: Tokenizer | None = None
     tokenizer_settings: TokenizerSettings
     max_length: int
     texts: dict[str, list[str]]  # each split's raw texts, set by load_splits
-    label_names: list[str]
+    label_names: list[str]  # in label-id order
     rows_key: str  # splits_fingerprint of the rows a teacher sees (no unlabelled ones), set by load_splits
 
     def keep_text_knobs(
@@ -111,6 +112,10 @@ class TokenizedTextDataModule(TensorDataModule, TakesTokenizer, LabelledTexts, K
     def rows_fingerprint(self) -> str:
         self.setup()
         return self.rows_key
+
+
+class LabelledTextDataModule(TokenizedTextDataModule, LabelledTexts):
+    """Text data with one label per text, which a text baseline (bag of words) can read."""
 
     def labelled_texts(self) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
         """Each split's texts and labels, without the rows that have none (``unlabelled``)."""
