@@ -188,11 +188,9 @@ class TeacherOutputCache:
         started, shards = time.perf_counter(), []
         for number in range(len(shard_ranges(len(request.dataset), self.shard_rows))):
             shard = compute_shard(teachers, request, key, number, self.shard_rows)
-            if not shards:
-                row_bytes = sum(v[0].numel() * v.element_size() for v in shard.tensors.values())
-                if row_bytes * len(request.dataset) > self.budget_bytes:
-                    self._over_budget(request)
-                    return None
+            if not shards and shard.split_bytes(len(request.dataset)) > self.budget_bytes:
+                self._over_budget(request)
+                return None
             shards.append(shard)
         self._record(key, request, round(time.perf_counter() - started, 2), sum(s.dense_bytes for s in shards))
         return ShardedOutputs.in_memory([(s.start, s.tensors) for s in shards])

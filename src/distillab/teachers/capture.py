@@ -42,6 +42,10 @@ class ShardOutputs:
     tensors: dict[str, Tensor]
     dense_bytes: int
 
+    def split_bytes(self, rows: int) -> int:
+        """What ``rows`` rows like this shard's take: the whole entry's size, from its first shard."""
+        return rows * sum(v[0].numel() * v.element_size() for v in self.tensors.values())
+
 
 @dataclass
 class Progress:
@@ -110,11 +114,13 @@ def capture_shards(
         record = finished_shard(folder, number, start, stop)
         if record is None:
             shard = compute_shard(teachers, request, key, number, rows_per_shard)
-            if budget_bytes is not None and not progress.records:
-                row_bytes = sum(v[0].numel() * v.element_size() for v in shard.tensors.values())
-                if row_bytes * len(request.dataset) > budget_bytes:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    return None
+            if (
+                budget_bytes is not None
+                and not progress.records
+                and shard.split_bytes(len(request.dataset)) > budget_bytes
+            ):
+                shutil.rmtree(folder, ignore_errors=True)
+                return None
             record = write_shard(folder, number, start, shard.tensors, rank)
             progress.computed += 1
             progress.dense_bytes += shard.dense_bytes
@@ -131,7 +137,7 @@ def finish_entry(root: Path, key: str, request: SplitRequest, rows_per_shard: in
     folder = capture_folder(root, key)
     records = []
     for number, (start, stop) in enumerate(shard_ranges(len(request.dataset), rows_per_shard)):
-        record = finished_shard(folder, number, start, stop)
+        record = finished_shard(folder, number, start, stop, rehash=False)  # hashed as they were written
         if record is None:
             raise RuntimeError(f"capture of {key} is not finished: {shard_file(number)} is missing or damaged")
         records.append(record)

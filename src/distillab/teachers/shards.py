@@ -76,17 +76,19 @@ def write_shard(folder: Path, number: int, start: int, tensors: Mapping[str, Ten
     return record
 
 
-def finished_shard(folder: Path, number: int, start: int, stop: int) -> ShardRecord | None:
+def finished_shard(folder: Path, number: int, start: int, stop: int, rehash: bool = True) -> ShardRecord | None:
     """The record of shard ``number`` if it was written whole for rows ``[start, stop)`` and its
-    file still matches its hash; None (and the damaged files removed) otherwise."""
+    file still matches its hash (``rehash=False``: its size, for shards this capture has just
+    written, which need not be read again); None (and the damaged files removed) otherwise."""
     name = shard_file(number)
     try:
         record = ShardRecord(**json.loads((folder / f"{name}.json").read_text()))
     except (OSError, ValueError, TypeError):
         return None
     path = folder / name
-    if (record.start, record.stop) == (start, stop) and path.is_file() and file_digest(path) == record.sha256:
-        return record
+    if (record.start, record.stop) == (start, stop) and path.is_file():
+        if path.stat().st_size == record.bytes and (not rehash or file_digest(path) == record.sha256):
+            return record
     for stale in (path, folder / f"{name}.json"):
         stale.unlink(missing_ok=True)
     return None
@@ -98,8 +100,8 @@ def write_manifest(folder: Path, key: str, rows: int, rows_per_shard: int, recor
     (what was asked of the teacher, how long it took)."""
     first = folder / records[0].file
     with safe_open(str(first), "pt") as f:
-        tensors = {name: {"dtype": str(f.get_slice(name).get_dtype()), "row_shape": f.get_slice(name).get_shape()[1:]}
-                   for name in f.keys()}  # fmt: skip
+        slices = {name: f.get_slice(name) for name in f.keys()}
+        tensors = {name: {"dtype": str(v.get_dtype()), "row_shape": v.get_shape()[1:]} for name, v in slices.items()}
     manifest = {
         "format": FORMAT,
         "key": key,
